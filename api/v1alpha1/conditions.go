@@ -1,0 +1,54 @@
+package v1alpha1
+
+// Condition types on a StepRun.
+const (
+	// ConditionSucceeded mirrors the phase: Unknown while Pending/Running, True when Succeeded,
+	// False when Failed or Error (its reason then says why).
+	ConditionSucceeded = "Succeeded"
+	// ConditionExecutorPrivileged is True when main's UID or GID was unknown, or main runs as
+	// root, so the executor had to run as root with SYS_PTRACE; False when it runs as main's
+	// non-root UID/GID with no privilege.
+	ConditionExecutorPrivileged = "ExecutorPrivileged"
+	// ConditionExitCodeMismatch is set True when the executor's reported exit code differs from
+	// the kubelet's containerStatuses for main.
+	ConditionExitCodeMismatch = "ExitCodeMismatch"
+)
+
+// Reasons, used in status.reason and in condition reasons.
+const (
+	ReasonPodCreated = "PodCreated"
+	ReasonRunning    = "Running"
+	ReasonSucceeded  = "Succeeded"
+	// ReasonExitCode: main exited non-zero.
+	ReasonExitCode = "NonZeroExitCode"
+	// ReasonDeadlineExceeded: the run outlived activeDeadlineSeconds.
+	ReasonDeadlineExceeded = "DeadlineExceeded"
+	// ReasonOutputMissing: a declared output without a default was not found.
+	ReasonOutputMissing = "OutputMissing"
+	// ReasonOutputTooLarge: an output exceeded MaxParameterValueBytes.
+	ReasonOutputTooLarge = "OutputTooLarge"
+	// ReasonOutputsLost: main exited before the executor held its root, and an output lives in
+	// main's image filesystem, so it cannot be read.
+	ReasonOutputsLost = "OutputsLost"
+	// ReasonOutputUnreadable: an output path could not be read (e.g. a symlink escaping main's
+	// root, or a directory).
+	ReasonOutputUnreadable = "OutputUnreadable"
+
+	ReasonPodForbidden            = "PodForbidden"
+	ReasonInvalidPod              = "InvalidPod"
+	ReasonServiceAccountForbidden = "ServiceAccountForbidden"
+	ReasonImagePullFailed         = "ImagePullFailed"
+	ReasonPodDeleted              = "PodDeleted"
+	ReasonPodEvicted              = "PodEvicted"
+	ReasonNodeLost                = "NodeLost"
+	ReasonOOMKilled               = "OOMKilled"
+	ReasonExecutorLost            = "ExecutorLost"
+	ReasonContainerCreateFailed   = "ContainerCreateFailed"
+
+	ReasonUIDAndGIDKnown  = "UIDAndGIDKnown"
+	ReasonUIDOrGIDUnknown = "UIDOrGIDUnknown"
+	// ReasonMainRunsAsRoot: main runs as UID 0 with root's default capabilities, which an
+	// executor without privilege may not inspect.
+	ReasonMainRunsAsRoot   = "MainRunsAsRoot"
+	ReasonExitCodeMismatch = "ExitCodeMismatch"
+)

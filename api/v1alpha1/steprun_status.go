@@ -1,0 +1,71 @@
+package v1alpha1
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SetPhase sets phase, reason and message together with the Succeeded condition that mirrors
+// them, so a writer can never leave the two disagreeing. Whoever writes a phase (the executor or
+// the controller) writes its condition in the same request.
+func (s *StepRunStatus) SetPhase(phase StepRunPhase, reason, message string, generation int64) {
+	s.Phase = phase
+	s.Reason = reason
+	s.Message = truncate(message, MaxMessageBytes)
+	cond := metav1.ConditionUnknown
+	switch phase {
+	case StepRunSucceeded:
+		cond = metav1.ConditionTrue
+	case StepRunFailed, StepRunError:
+		cond = metav1.ConditionFalse
+	}
+	if reason == "" {
+		reason = string(phase)
+	}
+	meta.SetStatusCondition(&s.Conditions, metav1.Condition{
+		Type:               ConditionSucceeded,
+		Status:             cond,
+		Reason:             reason,
+		Message:            s.Message,
+		ObservedGeneration: generation,
+	})
+}
+
+// SetTimes records when main started and finished and the rounded duration between them.
+// A nil argument leaves the field as it is.
+func (s *StepRunStatus) SetTimes(started, finished *time.Time) {
+	if started != nil {
+		s.StartedAt = &metav1.Time{Time: *started}
+	}
+	if finished != nil {
+		s.FinishedAt = &metav1.Time{Time: *finished}
+	}
+	if s.StartedAt != nil && s.FinishedAt != nil {
+		s.Duration = FormatDuration(s.FinishedAt.Sub(s.StartedAt.Time))
+	}
+}
+
+// FormatDuration renders a run's length for people: "350ms", "3s", "1m2s".
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}

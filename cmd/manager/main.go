@@ -1,0 +1,56 @@
+// Command manager runs the pnsflow operator.
+package main
+
+import (
+	"flag"
+	"os"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/pnsflow/pnsflow/internal/controller/steprun"
+	"github.com/pnsflow/pnsflow/internal/manager"
+)
+
+func main() {
+	o := manager.Options{Policy: steprun.DefaultPolicy}
+	var qps float64
+	var pullPolicy string
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
+	flag.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader so only one manager acts at a time.")
+	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader lease (needed outside a cluster).")
+	// The API server's priority and fairness protects it; a low client-side limit (Argo's
+	// qps 20) is what makes wide fan-outs slow.
+	flag.Float64Var(&qps, "kube-api-qps", 500, "Client-side limit on requests per second to the API server.")
+	flag.IntVar(&o.Burst, "kube-api-burst", 1000, "Client-side burst of requests to the API server.")
+	flag.IntVar(&o.StepRunWorkers, "steprun-workers", 16, "StepRuns reconciled in parallel.")
+	flag.StringVar(&o.Pod.ExecutorImage, "executor-image", os.Getenv("PNSFLOW_EXECUTOR_IMAGE"), "Image of the pns-executor sidecar (env PNSFLOW_EXECUTOR_IMAGE).")
+	flag.StringVar(&pullPolicy, "executor-image-pull-policy", envOr("PNSFLOW_EXECUTOR_IMAGE_PULL_POLICY", string(corev1.PullIfNotPresent)), "Pull policy of the pns-executor image.")
+	flag.DurationVar(&o.Policy.ImagePullGrace, "image-pull-grace", o.Policy.ImagePullGrace, "How long a Pod may fail to pull an image before its run ends Error/ImagePullFailed.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	o.QPS = float32(qps)
+	o.Pod.ExecutorImagePullPolicy = corev1.PullPolicy(pullPolicy)
+
+	log := ctrl.Log.WithName("setup")
+	mgr, err := manager.New(ctrl.GetConfigOrDie(), o)
+	if err != nil {
+		log.Error(err, "Cannot build the manager")
+		os.Exit(1)
+	}
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "Manager stopped")
+		os.Exit(1)
+	}
+}
+
+func envOr(key, fallback string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return fallback
+}

@@ -1,0 +1,83 @@
+package steprun
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+)
+
+// ExecutorIdentity is the name of the default ServiceAccount, RoleBinding and ClusterRole that
+// executors run as.
+const ExecutorIdentity = "pnsflow-executor"
+
+// identities makes sure an executor can report: it keeps the default pnsflow-executor
+// ServiceAccount and RoleBinding in each namespace, and checks a user-chosen account with a
+// SubjectAccessReview.
+type identities struct {
+	client client.Client
+	// ensured remembers namespaces already set up so a 5000-step fan-out costs two creates,
+	// not 10000. A restarted manager re-learns them with one AlreadyExists each.
+	ensured sync.Map
+}
+
+// check returns a non-empty message when the StepRun's executor would not be allowed to report.
+func (i *identities) check(ctx context.Context, sr *v1alpha1.StepRun) (string, error) {
+	if sr.Spec.ServiceAccountName == "" || sr.Spec.ServiceAccountName == ExecutorIdentity {
+		return "", i.ensureDefault(ctx, sr.Namespace)
+	}
+	user := fmt.Sprintf("system:serviceaccount:%s:%s", sr.Namespace, sr.Spec.ServiceAccountName)
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:   user,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + sr.Namespace, "system:authenticated"},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace:   sr.Namespace,
+			Verb:        "patch",
+			Group:       v1alpha1.GroupVersion.Group,
+			Resource:    "stepruns",
+			Subresource: "status",
+			Name:        sr.Name,
+		},
+	}}
+	if err := i.client.Create(ctx, sar); err != nil {
+		return "", fmt.Errorf("reviewing access of service account %q: %w", sr.Spec.ServiceAccountName, err)
+	}
+	if sar.Status.Allowed {
+		return "", nil
+	}
+	return fmt.Sprintf("service account %q may not patch stepruns/status in namespace %q, so its executor could not report; "+
+		"bind it to the %s ClusterRole or leave serviceAccountName empty", sr.Spec.ServiceAccountName, sr.Namespace, ExecutorIdentity), nil
+}
+
+func (i *identities) ensureDefault(ctx context.Context, namespace string) error {
+	if _, ok := i.ensured.Load(namespace); ok {
+		return nil
+	}
+	labels := map[string]string{"app.kubernetes.io/managed-by": "pnsflow"}
+	sa := &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: ExecutorIdentity, Namespace: namespace, Labels: labels},
+		// Executors get a projected token; nothing should mount the legacy one.
+		AutomountServiceAccountToken: new(false),
+	}
+	if err := i.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating executor service account: %w", err)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: ExecutorIdentity, Namespace: namespace, Labels: labels},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ExecutorIdentity},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: ExecutorIdentity, Namespace: namespace}},
+	}
+	if err := i.client.Create(ctx, rb); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating executor role binding: %w", err)
+	}
+	i.ensured.Store(namespace, struct{}{})
+	return nil
+}

@@ -1,0 +1,248 @@
+// Package steprun holds the StepRun controller: it turns each StepRun into one Pod carrying the
+// PNS executor, and ends the run itself only when the executor cannot report.
+package steprun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/podspec"
+)
+
+// conflictRetry is how soon a reconcile that lost a write race looks again; the winner's own
+// watch event usually gets there first.
+const conflictRetry = 250 * time.Millisecond
+
+// Reconciler reconciles StepRuns.
+type Reconciler struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
+	// Pod is how executor containers are built.
+	Pod podspec.Config
+	// Policy holds the grace periods Decide uses.
+	Policy Policy
+	// MaxConcurrentReconciles bounds parallel reconciles; creates are not serialised.
+	MaxConcurrentReconciles int
+
+	identities *identities
+}
+
+// +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns,verbs=get;list;watch
+// +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
+// +kubebuilder:rbac:groups="",resources=pods/attach,verbs=create
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=create
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=create
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=pnsflow-executor
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile reads like its steps: get → load the Pod → decide → act → write status once.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	sr := &v1alpha1.StepRun{}
+	if err := r.Client.Get(ctx, req.NamespacedName, sr); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !sr.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	pod, err := r.loadPod(ctx, sr)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if sr.Status.Phase.IsTerminal() {
+		return r.recordExitCodeMismatch(ctx, sr, pod)
+	}
+	if pod == nil {
+		if sr.Status.PodName != "" {
+			return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonPodDeleted,
+				fmt.Sprintf("pod %s was deleted before the run reported a result", sr.Status.PodName)))
+		}
+		return r.createPod(ctx, sr)
+	}
+	if !metav1.IsControlledBy(pod, sr) {
+		return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonInvalidPod,
+			fmt.Sprintf("a pod named %s already exists and does not belong to this StepRun", pod.Name)))
+	}
+	if outcome, next := Decide(sr, pod, r.Clock.Now(), r.Policy); outcome != nil {
+		return r.finish(ctx, sr, pod, outcome)
+	} else if sr.Status.Phase == "" {
+		// The Pod exists but Pending was never written (the manager restarted in between).
+		return r.markPending(ctx, sr, pod.Name)
+	} else {
+		return ctrl.Result{RequeueAfter: next}, nil
+	}
+}
+
+func (r *Reconciler) loadPod(ctx context.Context, sr *v1alpha1.StepRun) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	key := types.NamespacedName{Namespace: sr.Namespace, Name: podspec.PodName(sr.Name)}
+	if err := r.Client.Get(ctx, key, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("getting pod %s: %w", key.Name, err)
+	}
+	return pod, nil
+}
+
+func (r *Reconciler) createPod(ctx context.Context, sr *v1alpha1.StepRun) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	if msg, err := r.identities.check(ctx, sr); err != nil {
+		return ctrl.Result{}, err
+	} else if msg != "" {
+		return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonServiceAccountForbidden, msg))
+	}
+	pod, err := podspec.Build(sr, r.Pod)
+	if errors.Is(err, podspec.ErrInvalidStepRun) {
+		return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonInvalidPod, err.Error()))
+	} else if err != nil {
+		return ctrl.Result{}, err
+	}
+	err = r.Client.Create(ctx, pod, client.FieldOwner(v1alpha1.FieldManagerController))
+	switch {
+	case err == nil:
+		log.V(1).Info("Created pod", "pod", klog.KObj(pod))
+	case apierrors.IsAlreadyExists(err):
+		// A previous reconcile created it and our cache has not seen it yet: never a second Pod.
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"):
+		return ctrl.Result{}, fmt.Errorf("creating pod: %w", err)
+	case apierrors.IsForbidden(err):
+		// Admission (e.g. Pod Security) refused it; retrying cannot help.
+		return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonPodForbidden, apiMessage(err)))
+	case apierrors.IsInvalid(err):
+		return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonInvalidPod, apiMessage(err)))
+	default:
+		return ctrl.Result{}, fmt.Errorf("creating pod: %w", err)
+	}
+	return r.markPending(ctx, sr, pod.Name)
+}
+
+// markPending is the controller's one write on the happy path: Pending, the Pod's name, and the
+// conditions it owns.
+func (r *Reconciler) markPending(ctx context.Context, sr *v1alpha1.StepRun, podName string) (ctrl.Result, error) {
+	base := sr.DeepCopy()
+	sr.Status.PodName = podName
+	sr.Status.ObservedGeneration = sr.Generation
+	sr.Status.SetPhase(v1alpha1.StepRunPending, v1alpha1.ReasonPodCreated, "", sr.Generation)
+	privileged, reason, why := podspec.ExecutorPrivileged(sr)
+	cond := metav1.Condition{Type: v1alpha1.ConditionExecutorPrivileged, Status: metav1.ConditionFalse,
+		Reason: reason, Message: why, ObservedGeneration: sr.Generation}
+	if privileged {
+		cond.Status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&sr.Status.Conditions, cond)
+	return r.patchStatus(ctx, sr, base)
+}
+
+// finish ends a run the executor cannot end, then removes a Pod that would otherwise linger
+// (stuck pulling, past its deadline) holding node resources.
+func (r *Reconciler) finish(ctx context.Context, sr *v1alpha1.StepRun, pod *corev1.Pod, o *Outcome) (ctrl.Result, error) {
+	base := sr.DeepCopy()
+	if o.ExitCode != nil {
+		sr.Status.ExitCode = o.ExitCode
+	}
+	finished := r.Clock.Now()
+	if o.FinishedAt != nil {
+		finished = *o.FinishedAt
+	}
+	started := o.StartedAt
+	if started == nil && sr.Status.StartedAt == nil {
+		started = &finished
+	}
+	sr.Status.SetTimes(started, &finished)
+	if pod != nil {
+		sr.Status.PodName = pod.Name
+	}
+	sr.Status.ObservedGeneration = sr.Generation
+	sr.Status.SetPhase(o.Phase, o.Reason, o.Message, sr.Generation)
+	if res, err := r.patchStatus(ctx, sr, base); err != nil || res.RequeueAfter > 0 {
+		return res, err
+	}
+	r.Recorder.Eventf(sr, pod, corev1.EventTypeWarning, o.Reason, "Finish", "%s", sr.Status.Message)
+	ctrl.LoggerFrom(ctx).Info("Ended run", "phase", o.Phase, "reason", o.Reason)
+	if pod != nil && pod.DeletionTimestamp.IsZero() && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
+		if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, fmt.Errorf("deleting pod of an ended run: %w", err)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// recordExitCodeMismatch flags a terminal run whose executor and kubelet disagree on main's exit
+// code: two independent witnesses, and the user should know they differ.
+func (r *Reconciler) recordExitCodeMismatch(ctx context.Context, sr *v1alpha1.StepRun, pod *corev1.Pod) (ctrl.Result, error) {
+	kubelet, mismatch := ExitCodeMismatch(sr, pod)
+	if !mismatch || meta.IsStatusConditionTrue(sr.Status.Conditions, v1alpha1.ConditionExitCodeMismatch) {
+		return ctrl.Result{}, nil
+	}
+	base := sr.DeepCopy()
+	msg := fmt.Sprintf("the executor reported exit code %d, kubelet reported %d", *sr.Status.ExitCode, kubelet)
+	meta.SetStatusCondition(&sr.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionExitCodeMismatch,
+		Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonExitCodeMismatch, Message: msg, ObservedGeneration: sr.Generation})
+	res, err := r.patchStatus(ctx, sr, base)
+	if err == nil && res.RequeueAfter == 0 {
+		r.Recorder.Eventf(sr, pod, corev1.EventTypeWarning, v1alpha1.ReasonExitCodeMismatch, "Verify", "%s", msg)
+	}
+	return res, err
+}
+
+// patchStatus writes status with a merge patch guarded by resourceVersion, so it never lands on
+// top of an executor report it has not seen. Losing that race is normal, not an error.
+func (r *Reconciler) patchStatus(ctx context.Context, sr, base *v1alpha1.StepRun) (ctrl.Result, error) {
+	patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+	err := r.Client.Status().Patch(ctx, sr, patch, client.FieldOwner(v1alpha1.FieldManagerController))
+	switch {
+	case err == nil:
+		return ctrl.Result{}, nil
+	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	case apierrors.IsInvalid(err) && strings.Contains(err.Error(), "terminal phase"):
+		// The executor ended the run between our read and our write.
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	default:
+		return ctrl.Result{}, fmt.Errorf("patching steprun status: %w", err)
+	}
+}
+
+func apiMessage(err error) string {
+	if s, ok := err.(apierrors.APIStatus); ok && s.Status().Message != "" {
+		return s.Status().Message
+	}
+	return err.Error()
+}
+
+// SetupWithManager registers the controller: StepRuns and the Pods they own.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.identities = &identities{client: mgr.GetClient()}
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("pnsflow-steprun")
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.StepRun{}).
+		Owns(&corev1.Pod{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Named("steprun").
+		Complete(r)
+}

@@ -1,0 +1,148 @@
+package steprun
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+)
+
+var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+type podOpt func(*corev1.Pod)
+
+func testPod(opts ...podOpt) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "s-pod", CreationTimestamp: metav1.NewTime(t0)},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+func container(name string, state corev1.ContainerState) podOpt {
+	return func(p *corev1.Pod) {
+		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: name, State: state})
+	}
+}
+
+func podPhase(phase corev1.PodPhase, reason string) podOpt {
+	return func(p *corev1.Pod) { p.Status.Phase, p.Status.Reason = phase, reason }
+}
+
+func running() corev1.ContainerState {
+	return corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0.Add(time.Second))}}
+}
+
+func exited(code int32, reason string) corev1.ContainerState {
+	return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason,
+		StartedAt: metav1.NewTime(t0.Add(time.Second)), FinishedAt: metav1.NewTime(t0.Add(3 * time.Second))}}
+}
+
+func waiting(reason string) corev1.ContainerState {
+	return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: "details"}}
+}
+
+func stepRun(phase v1alpha1.StepRunPhase, deadline *int64) *v1alpha1.StepRun {
+	return &v1alpha1.StepRun{Spec: v1alpha1.StepRunSpec{Image: "busybox", ActiveDeadlineSeconds: deadline},
+		Status: v1alpha1.StepRunStatus{Phase: phase}}
+}
+
+func TestDecide(t *testing.T) {
+	started, finished := t0.Add(time.Second), t0.Add(3*time.Second)
+	withTimes := func(o Outcome, code int32) *Outcome {
+		o.ExitCode, o.StartedAt, o.FinishedAt = &code, &started, &finished
+		return &o
+	}
+	tests := []struct {
+		name     string
+		sr       *v1alpha1.StepRun
+		pod      *corev1.Pod
+		now      time.Time
+		want     *Outcome
+		wantNext time.Duration
+	}{
+		{name: "terminal run is never decided again", sr: stepRun(v1alpha1.StepRunFailed, nil),
+			pod: testPod(container("pns-executor", exited(1, "Error")), container("main", exited(0, "Completed")))},
+		{name: "both running: the executor is in charge", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(container("pns-executor", running()), container("main", running()))},
+		{name: "main exited, executor still collecting", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(container("pns-executor", running()), container("main", exited(3, "Error")))},
+		{name: "executor died first: main's exit code kept", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(podPhase(corev1.PodFailed, ""), container("pns-executor", exited(137, "Error")), container("main", exited(4, "Error"))),
+			want: withTimes(Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonExecutorLost,
+				Message: "the executor ended (exit code 137, Error) without reporting a result"}, 4)},
+		{name: "executor died, main still running: wait for main's exit code", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(container("pns-executor", exited(137, "Error")), container("main", running()))},
+		{name: "OOMKilled main", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(podPhase(corev1.PodFailed, ""), container("pns-executor", exited(0, "Completed")), container("main", exited(137, "OOMKilled"))),
+			want: withTimes(Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonOOMKilled,
+				Message: "main was killed for exceeding its memory limit"}, 137)},
+		{name: "postStart failed: main never created", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(podPhase(corev1.PodFailed, ""), container("pns-executor", exited(1, "Error")), container("main", waiting("PodInitializing"))),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonExecutorLost,
+				Message: "the executor ended (exit code 1, Error) before main started"}},
+		{name: "evicted", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(func(p *corev1.Pod) { p.Status.Phase, p.Status.Reason, p.Status.Message = corev1.PodFailed, "Evicted", "low on memory" }),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonPodEvicted, Message: "the Pod was evicted: low on memory"}},
+		{name: "node lost", sr: stepRun(v1alpha1.StepRunRunning, nil), pod: testPod(podPhase(corev1.PodUnknown, "")),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonNodeLost, Message: "the Pod's node was lost"}},
+		{name: "kubelet enforced the deadline", sr: stepRun(v1alpha1.StepRunRunning, new(int64(5))),
+			pod: testPod(podPhase(corev1.PodFailed, "DeadlineExceeded"), container("pns-executor", exited(143, "Error")), container("main", exited(143, "Error"))),
+			want: withTimes(Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonDeadlineExceeded,
+				Message: "the run exceeded activeDeadlineSeconds (5s)"}, 143)},
+		{name: "deadline on a Pod nobody runs: the controller enforces it", sr: stepRun(v1alpha1.StepRunPending, new(int64(5))),
+			pod: testPod(podPhase(corev1.PodPending, "")), now: t0.Add(20 * time.Second),
+			want: &Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonDeadlineExceeded, Message: "the run exceeded activeDeadlineSeconds (5s)"}},
+		{name: "deadline not reached: look again when it is", sr: stepRun(v1alpha1.StepRunPending, new(int64(5))),
+			pod: testPod(podPhase(corev1.PodPending, "")), now: t0.Add(10 * time.Second), wantNext: 10 * time.Second},
+		{name: "invalid image name fails at once", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(container("pns-executor", running()), container("main", waiting("InvalidImageName"))),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonImagePullFailed, Message: "container main: InvalidImageName: details"}},
+		{name: "pull failure within the grace period: look again at its end", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(container("pns-executor", running()), container("main", waiting("ImagePullBackOff"))), now: t0.Add(20 * time.Second),
+			wantNext: 40 * time.Second},
+		{name: "pull failure past the grace period", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(container("pns-executor", running()), container("main", waiting("ErrImagePull"))), now: t0.Add(61 * time.Second),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonImagePullFailed, Message: "container main: ErrImagePull: details"}},
+		{name: "executor image cannot be pulled", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(container("pns-executor", waiting("ImagePullBackOff")), container("main", waiting("ContainerCreating"))), now: t0.Add(2 * time.Minute),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonImagePullFailed, Message: "container pns-executor: ImagePullBackOff: details"}},
+		{name: "missing ConfigMap past the grace period", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(container("pns-executor", running()), container("main", waiting("CreateContainerConfigError"))), now: t0.Add(2 * time.Minute),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonContainerCreateFailed, Message: "container main: CreateContainerConfigError: details"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := tt.now
+			if now.IsZero() {
+				now = t0.Add(5 * time.Second)
+			}
+			got, next := Decide(tt.sr, tt.pod, now, DefaultPolicy)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("outcome (-want +got):\n%s", diff)
+			}
+			if next != tt.wantNext {
+				t.Errorf("next look = %v, want %v", next, tt.wantNext)
+			}
+		})
+	}
+}
+
+func TestExitCodeMismatch(t *testing.T) {
+	sr := stepRun(v1alpha1.StepRunSucceeded, nil)
+	sr.Status.ExitCode = new(int32(0))
+	if _, bad := ExitCodeMismatch(sr, testPod(container("main", exited(0, "Completed")))); bad {
+		t.Error("agreeing exit codes reported as a mismatch")
+	}
+	if code, bad := ExitCodeMismatch(sr, testPod(container("main", exited(2, "Error")))); !bad || code != 2 {
+		t.Errorf("mismatch = %v (kubelet %d), want true (2)", bad, code)
+	}
+	if _, bad := ExitCodeMismatch(sr, testPod(container("main", running()))); bad {
+		t.Error("a running main cannot disagree")
+	}
+}

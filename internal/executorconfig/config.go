@@ -1,0 +1,88 @@
+// Package executorconfig is the contract between the Pod builder and the PNS executor: the
+// names, paths and JSON configuration the builder writes into the Pod and the executor reads.
+package executorconfig
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+const (
+	// MainContainer and ExecutorContainer are the Pod's two containers.
+	MainContainer     = "main"
+	ExecutorContainer = "pns-executor"
+
+	// MarkerEnv is set in main's environment so the executor can tell main's process apart
+	// (it reads /proc/<pid>/environ); its value is the StepRun's UID.
+	MarkerEnv = "PNSFLOW_STEPRUN_UID"
+	// OutputsEnv tells main where the always-safe outputs directory is.
+	OutputsEnv = "PNSFLOW_OUTPUTS"
+	// OutputsVolume is the emptyDir shared by main and the executor.
+	OutputsVolume = "pnsflow-outputs"
+	// OutputsDir is where OutputsVolume is mounted in both containers.
+	OutputsDir = "/pnsflow/outputs"
+	// VolumesDir is where the executor mounts each of main's volumes, as VolumesDir/<name>.
+	VolumesDir = "/pnsflow/volumes"
+	// TokenVolume holds the executor's projected service-account token.
+	TokenVolume = "pnsflow-executor-token"
+	// TokenDir is where client-go's in-cluster config looks for the token.
+	TokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+	// ConfigEnv carries Config as JSON into the executor container.
+	ConfigEnv = "PNSFLOW_EXECUTOR_CONFIG"
+	// ReadySocket is the abstract unix socket the executor listens on once it watches /proc;
+	// `pns-executor ready` (the postStart hook) returns when it can connect. Abstract sockets
+	// live in the Pod's network namespace and need no writable filesystem.
+	ReadySocket = "@pnsflow-executor-ready"
+)
+
+// Config is everything the executor needs to know about its run without asking the API server.
+type Config struct {
+	// StepRun, Namespace, UID identify the StepRun to report to.
+	StepRun   string `json:"stepRun"`
+	Namespace string `json:"namespace"`
+	UID       string `json:"uid"`
+	// Pod is the executor's own Pod.
+	Pod string `json:"pod"`
+	// Outputs are the output parameters to collect.
+	Outputs []Output `json:"outputs,omitempty"`
+	// Mounts map main's mount paths to the executor's mounts of the same volumes.
+	Mounts []Mount `json:"mounts,omitempty"`
+	// Stdin is true when the StepRun has spec.stdin; the executor then reads it from the StepRun
+	// and writes it to main through the attach API.
+	Stdin bool `json:"stdin,omitempty"`
+}
+
+// Output is one output parameter to collect.
+type Output struct {
+	Name    string  `json:"name"`
+	Path    string  `json:"path"`
+	Default *string `json:"default,omitempty"`
+}
+
+// Mount says that MainPath in main is ExecutorPath in the executor.
+type Mount struct {
+	MainPath     string `json:"mainPath"`
+	ExecutorPath string `json:"executorPath"`
+}
+
+// Encode renders c for ConfigEnv.
+func (c Config) Encode() (string, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("encoding executor config: %w", err)
+	}
+	return string(b), nil
+}
+
+// Decode parses ConfigEnv's value.
+func Decode(s string) (Config, error) {
+	var c Config
+	if err := json.Unmarshal([]byte(s), &c); err != nil {
+		return Config{}, fmt.Errorf("decoding executor config: %w", err)
+	}
+	if c.StepRun == "" || c.Namespace == "" || c.Pod == "" {
+		return Config{}, fmt.Errorf("executor config needs stepRun, namespace and pod, got %q", s)
+	}
+	return c, nil
+}

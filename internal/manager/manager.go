@@ -1,0 +1,115 @@
+// Package manager assembles the pnsflow operator: scheme, cache, controllers and probes. The
+// manager binary, the envtest suites and the benchmark all build it here, so they test what ships.
+package manager
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/controller/steprun"
+	"github.com/pnsflow/pnsflow/internal/podspec"
+)
+
+// Options are the manager's settings; cmd/manager fills them from flags.
+type Options struct {
+	MetricsAddr, ProbeAddr string
+	LeaderElect            bool
+	// LeaderElectionNamespace is needed when running outside a cluster with LeaderElect.
+	LeaderElectionNamespace string
+	// QPS and Burst are the client-side rate limits towards the API server.
+	QPS   float32
+	Burst int
+	// StepRunWorkers bounds parallel StepRun reconciles.
+	StepRunWorkers int
+	Pod            podspec.Config
+	Policy         steprun.Policy
+	// Clock is injected by tests; nil means the real clock.
+	Clock clock.PassiveClock
+	// SkipNameValidation lets tests start several managers in one process.
+	SkipNameValidation bool
+}
+
+// Scheme knows the core types and pnsflow's.
+func Scheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("registering core types: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("registering pnsflow types: %w", err)
+	}
+	return scheme, nil
+}
+
+// New builds a manager with every pnsflow controller registered.
+func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	if o.Pod.ExecutorImage == "" {
+		return nil, fmt.Errorf("no executor image: set --executor-image or PNSFLOW_EXECUTOR_IMAGE")
+	}
+	scheme, err := Scheme()
+	if err != nil {
+		return nil, err
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = o.QPS, o.Burst
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        "pnsflow-manager.pnsflow.dev",
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		Cache:                   CacheOptions(),
+		Controller:              config.Controller{SkipNameValidation: &o.SkipNameValidation},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := (&steprun.Reconciler{
+		Client:                  mgr.GetClient(),
+		Clock:                   o.Clock,
+		Pod:                     o.Pod,
+		Policy:                  o.Policy,
+		MaxConcurrentReconciles: o.StepRunWorkers,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the steprun controller: %w", err)
+	}
+	if o.ProbeAddr != "" && o.ProbeAddr != "0" {
+		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+			return nil, fmt.Errorf("adding health check: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+			return nil, fmt.Errorf("adding readiness check: %w", err)
+		}
+	}
+	return mgr, nil
+}
+
+// CacheOptions keeps the manager's memory flat at wide fan-outs: it caches only the Pods that
+// pnsflow made, and drops managedFields from everything it caches.
+func CacheOptions() cache.Options {
+	owned, err := labels.NewRequirement(v1alpha1.LabelStepRun, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant, valid label key: cannot fail
+	}
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {Label: labels.NewSelector().Add(*owned)},
+		},
+	}
+}
