@@ -1,0 +1,292 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/podspec"
+	. "github.com/pnsflow/pnsflow/internal/testutil"
+)
+
+var (
+	inNamespace    = func(ns string) client.InNamespace { return client.InNamespace(ns) }
+	matchingLabels = func(l map[string]string) client.MatchingLabels { return client.MatchingLabels(l) }
+)
+
+// phaseOf fetches a StepRun's status for Eventually.
+func statusOf(sr *v1alpha1.StepRun) func(Gomega) v1alpha1.StepRunStatus {
+	return func(g Gomega) v1alpha1.StepRunStatus {
+		got := &v1alpha1.StepRun{}
+		g.Expect(k8s.Get(ctx, key(sr.Namespace, sr.Name), got)).To(Succeed())
+		return got.Status
+	}
+}
+
+func create(sr *v1alpha1.StepRun) *v1alpha1.StepRun {
+	ExpectWithOffset(1, k8s.Create(ctx, sr)).To(Succeed())
+	return sr
+}
+
+// pending waits for the controller's Pending write and returns the run's Pod.
+func pending(sr *v1alpha1.StepRun) *corev1.Pod {
+	EventuallyWithOffset(1, statusOf(sr)).Should(HaveField("Phase", v1alpha1.StepRunPending))
+	pod := &corev1.Pod{}
+	ExpectWithOffset(1, k8s.Get(ctx, key(sr.Namespace, podspec.PodName(sr.Name)), pod)).To(Succeed())
+	return pod
+}
+
+func ended(phase v1alpha1.StepRunPhase, reason string) OmegaMatcher {
+	return And(HaveField("Phase", phase), HaveField("Reason", reason))
+}
+
+var uid1000, gid1000 = new(int64(1000)), new(int64(1000))
+
+var _ = Describe("StepRun controller", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace(nil) })
+
+	It("creates exactly one Pod of the designed shape and marks the run Pending", func() {
+		sr := create(MakeStepRun("shape", ns).RunAs(uid1000, gid1000).Output("out", "/tmp/out", nil).Obj())
+		pod := pending(sr)
+
+		Expect(pod.Spec.ShareProcessNamespace).To(HaveValue(BeTrue()))
+		Expect(pod.Spec.RestartPolicy).To(Equal(corev1.RestartPolicyNever))
+		Expect(pod.Spec.Containers).To(HaveLen(2))
+		Expect(pod.Spec.Containers[0].Name).To(Equal("pns-executor"))
+		Expect(pod.Spec.Containers[0].Image).To(Equal(executorImage))
+		Expect(pod.Spec.Containers[0].Lifecycle.PostStart.Exec.Command).To(ContainElement("ready"))
+		Expect(pod.Spec.Containers[1].Name).To(Equal("main"))
+		Expect(pod.Spec.Containers[1].Command).To(Equal([]string{"true"}))
+		Expect(metav1.IsControlledBy(pod, sr)).To(BeTrue())
+		Expect(pod.Spec.ServiceAccountName).To(Equal("pnsflow-executor"))
+		Expect(pod.Spec.AutomountServiceAccountToken).To(HaveValue(BeFalse()))
+
+		st := statusOf(sr)(Default)
+		Expect(st.PodName).To(Equal(pod.Name))
+		Expect(meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionSucceeded)).To(
+			HaveField("Status", metav1.ConditionUnknown))
+		Expect(meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionExecutorPrivileged)).To(
+			And(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", v1alpha1.ReasonUIDAndGIDKnown)))
+
+		By("giving the namespace the executor's identity")
+		Expect(k8s.Get(ctx, key(ns, "pnsflow-executor"), &corev1.ServiceAccount{})).To(Succeed())
+		rb := &rbacv1.RoleBinding{}
+		Expect(k8s.Get(ctx, key(ns, "pnsflow-executor"), rb)).To(Succeed())
+		Expect(rb.RoleRef.Name).To(Equal("pnsflow-executor"))
+
+		Consistently(func() []corev1.Pod { return podsOf(sr) }, "1s").Should(HaveLen(1))
+	})
+
+	It("records that the executor needs SYS_PTRACE when main's GID is unknown", func() {
+		sr := create(MakeStepRun("ptrace", ns).RunAs(uid1000, nil).Obj())
+		pod := pending(sr)
+		Expect(pod.Spec.Containers[0].SecurityContext.Capabilities.Add).To(ContainElement(corev1.Capability("SYS_PTRACE")))
+		Eventually(statusOf(sr)).Should(HaveField("Conditions", ContainElement(And(
+			HaveField("Type", v1alpha1.ConditionExecutorPrivileged),
+			HaveField("Status", metav1.ConditionTrue),
+			HaveField("Reason", v1alpha1.ReasonUIDOrGIDUnknown)))))
+	})
+
+	Context("where Pod Security 'restricted' is enforced", func() {
+		BeforeEach(func() {
+			ns = newNamespace(map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+		})
+
+		It("admits the Pod when main's UID and GID are known", func() {
+			sr := create(MakeStepRun("restricted", ns).RunAs(uid1000, gid1000).Restricted().Obj())
+			pending(sr)
+		})
+
+		It("ends the run Error/PodForbidden with the admission message when the GID is unknown", func() {
+			sr := create(MakeStepRun("forbidden", ns).RunAs(uid1000, nil).Restricted().Obj())
+			Eventually(statusOf(sr)).Should(And(ended(v1alpha1.StepRunError, v1alpha1.ReasonPodForbidden),
+				HaveField("Message", ContainSubstring("violates PodSecurity"))))
+			Expect(podsOf(sr)).To(BeEmpty())
+		})
+	})
+
+	It("refuses a service account that may not report, and accepts one bound to pnsflow-executor", func() {
+		for _, name := range []string{"mute", "bound"} {
+			Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})).To(Succeed())
+		}
+		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "bound-executor", Namespace: ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "pnsflow-executor"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "bound", Namespace: ns}},
+		})).To(Succeed())
+
+		mute := create(MakeStepRun("mute", ns).ServiceAccount("mute").Obj())
+		Eventually(statusOf(mute)).Should(And(ended(v1alpha1.StepRunError, v1alpha1.ReasonServiceAccountForbidden),
+			HaveField("Message", ContainSubstring(`service account "mute" may not patch stepruns/status`))))
+		Expect(podsOf(mute)).To(BeEmpty())
+
+		bound := create(MakeStepRun("bound", ns).ServiceAccount("bound").Obj())
+		Expect(pending(bound).Spec.ServiceAccountName).To(Equal("bound"))
+	})
+
+	DescribeTable("ends the run Error when the executor cannot report",
+		func(executor, main corev1.ContainerState, podPhase corev1.PodPhase, reason string, exitCode *int32) {
+			sr := create(MakeStepRun("lost", ns).Obj())
+			pending(sr)
+			setPodStatus(sr, podPhase, executor, main)
+			Eventually(statusOf(sr)).Should(ended(v1alpha1.StepRunError, reason))
+			st := statusOf(sr)(Default)
+			if exitCode == nil {
+				Expect(st.ExitCode).To(BeNil())
+			} else {
+				Expect(st.ExitCode).To(HaveValue(Equal(*exitCode)))
+			}
+			Expect(st.FinishedAt).NotTo(BeNil())
+			Expect(meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionSucceeded)).To(
+				And(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", reason)))
+		},
+		Entry("main OOMKilled", exited(0, "Completed"), exited(137, "OOMKilled"), corev1.PodFailed, v1alpha1.ReasonOOMKilled, new(int32(137))),
+		Entry("executor died: main's exit code kept from containerStatuses", exited(137, "Error"), exited(0, "Completed"), corev1.PodFailed, v1alpha1.ReasonExecutorLost, new(int32(0))),
+		Entry("executor's postStart failed: main never started", exited(1, "Error"), waiting("PodInitializing", ""), corev1.PodFailed, v1alpha1.ReasonExecutorLost, nil),
+		Entry("invalid image name", running(), waiting("InvalidImageName", "bad name"), corev1.PodPending, v1alpha1.ReasonImagePullFailed, nil),
+		Entry("image pull failing past the grace period", running(), waiting("ErrImagePull", "not found"), corev1.PodPending, v1alpha1.ReasonImagePullFailed, nil),
+	)
+
+	It("deletes a Pod stuck pulling once the run has ended", func() {
+		sr := create(MakeStepRun("stuck", ns).Obj())
+		pending(sr)
+		setPodStatus(sr, corev1.PodPending, running(), waiting("ImagePullBackOff", "back-off"))
+		Eventually(statusOf(sr)).Should(ended(v1alpha1.StepRunError, v1alpha1.ReasonImagePullFailed))
+		Eventually(func() []corev1.Pod { return podsOf(sr) }).Should(BeEmpty())
+	})
+
+	It("ends the run Error/PodDeleted when its Pod is deleted before a report", func() {
+		sr := create(MakeStepRun("deleted", ns).Obj())
+		pod := pending(sr)
+		Expect(k8s.Delete(ctx, pod)).To(Succeed())
+		Eventually(statusOf(sr)).Should(And(ended(v1alpha1.StepRunError, v1alpha1.ReasonPodDeleted),
+			HaveField("Message", ContainSubstring(pod.Name))))
+		Consistently(func() []corev1.Pod { return podsOf(sr) }, "1s").Should(BeEmpty(), "a deleted Pod is never recreated")
+	})
+
+	It("enforces activeDeadlineSeconds on a Pod that never runs", func() {
+		sr := create(MakeStepRun("deadline", ns).Deadline(1).Obj())
+		pending(sr)
+		Eventually(statusOf(sr), "10s").Should(ended(v1alpha1.StepRunFailed, v1alpha1.ReasonDeadlineExceeded))
+		Eventually(func() []corev1.Pod { return podsOf(sr) }).Should(BeEmpty())
+	})
+
+	It("never makes a second Pod across a manager restart", func() {
+		stopManager()
+		DeferCleanup(func() { stopManager = startManager() })
+
+		By("a Pod created by a manager that died before writing Pending")
+		orphan := create(MakeStepRun("orphan", ns).Obj())
+		Expect(k8s.Get(ctx, key(ns, orphan.Name), orphan)).To(Succeed())
+		pod, err := podspec.Build(orphan, podConfig)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.Create(ctx, pod)).To(Succeed())
+		running := create(MakeStepRun("was-running", ns).Obj())
+
+		stopManager = startManager()
+		pending(orphan)
+		pending(running)
+		stopManager()
+		stopManager = startManager()
+
+		Consistently(func(g Gomega) {
+			g.Expect(podsOf(orphan)).To(HaveLen(1))
+			g.Expect(podsOf(running)).To(HaveLen(1))
+		}, "2s").Should(Succeed())
+		Expect(statusOf(orphan)(Default).PodName).To(Equal(pod.Name))
+	})
+})
+
+var _ = Describe("StepRun validation by the API server", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace(nil) })
+
+	DescribeTable("rejects invalid specs with a clear message",
+		func(mutate func(*v1alpha1.StepRun), message string) {
+			sr := MakeStepRun("bad", ns).Obj()
+			mutate(sr)
+			err := k8s.Create(ctx, sr)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), describeErr(err))
+			Expect(err.Error()).To(ContainSubstring(message))
+		},
+		Entry("no image", func(sr *v1alpha1.StepRun) { sr.Spec.Image = "" }, "spec.image"),
+		Entry("relative output path", func(sr *v1alpha1.StepRun) {
+			sr.Spec.Outputs = &v1alpha1.Outputs{Parameters: []v1alpha1.OutputParameter{{Name: "a", ValueFrom: v1alpha1.OutputValueFrom{Path: "tmp/a"}}}}
+		}, "path must be absolute"),
+		Entry("output name not DNS-label-like", func(sr *v1alpha1.StepRun) {
+			sr.Spec.Outputs = &v1alpha1.Outputs{Parameters: []v1alpha1.OutputParameter{{Name: "Not_OK", ValueFrom: v1alpha1.OutputValueFrom{Path: "/a"}}}}
+		}, "spec.outputs.parameters[0].name"),
+		Entry("duplicate output names", func(sr *v1alpha1.StepRun) {
+			p := v1alpha1.OutputParameter{Name: "a", ValueFrom: v1alpha1.OutputValueFrom{Path: "/a"}}
+			sr.Spec.Outputs = &v1alpha1.Outputs{Parameters: []v1alpha1.OutputParameter{p, p}}
+		}, "Duplicate value"),
+		Entry("too many outputs", func(sr *v1alpha1.StepRun) {
+			sr.Spec.Outputs = &v1alpha1.Outputs{}
+			for i := range v1alpha1.MaxOutputParameters + 1 {
+				sr.Spec.Outputs.Parameters = append(sr.Spec.Outputs.Parameters,
+					v1alpha1.OutputParameter{Name: fmt.Sprintf("p%d", i), ValueFrom: v1alpha1.OutputValueFrom{Path: "/a"}})
+			}
+		}, "must have at most 32 items"),
+		Entry("reserved volume name", func(sr *v1alpha1.StepRun) {
+			sr.Spec.Volumes = []corev1.Volume{{Name: "pnsflow-outputs", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		}, "reserved for pnsflow"),
+		Entry("mount under /pnsflow", func(sr *v1alpha1.StepRun) {
+			sr.Spec.VolumeMounts = []corev1.VolumeMount{{Name: "x", MountPath: "/pnsflow/outputs"}}
+		}, "reserved for pnsflow"),
+		Entry("overriding the marker env", func(sr *v1alpha1.StepRun) {
+			sr.Spec.Env = []corev1.EnvVar{{Name: "PNSFLOW_STEPRUN_UID", Value: "x"}}
+		}, "cannot be overridden"),
+		Entry("stdin over its cap", func(sr *v1alpha1.StepRun) {
+			sr.Spec.Stdin = new(strings.Repeat("x", v1alpha1.MaxStdinBytes+1))
+		}, "spec.stdin"),
+	)
+
+	It("keeps spec immutable after create", func() {
+		sr := create(MakeStepRun("frozen", ns).Obj())
+		sr.Spec.Args = []string{"changed"}
+		err := k8s.Update(ctx, sr)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), describeErr(err))
+		Expect(err.Error()).To(ContainSubstring("spec is immutable after creation"))
+	})
+
+	It("never lets a terminal phase or its exit code change", func() {
+		sr := create(MakeStepRun("final", ns).Obj())
+		Eventually(statusOf(sr)).Should(HaveField("Phase", v1alpha1.StepRunPending))
+		Expect(k8s.Get(ctx, key(ns, sr.Name), sr)).To(Succeed())
+		sr.Status.Phase, sr.Status.ExitCode = v1alpha1.StepRunFailed, new(int32(3))
+		Expect(k8s.Status().Update(ctx, sr)).To(Succeed())
+
+		for _, change := range []func(*v1alpha1.StepRunStatus){
+			func(s *v1alpha1.StepRunStatus) { s.Phase = v1alpha1.StepRunSucceeded },
+			func(s *v1alpha1.StepRunStatus) { s.ExitCode = new(int32(0)) },
+			func(s *v1alpha1.StepRunStatus) { s.ExitCode = nil },
+		} {
+			Expect(k8s.Get(ctx, key(ns, sr.Name), sr)).To(Succeed())
+			change(&sr.Status)
+			err := k8s.Status().Update(ctx, sr)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), describeErr(err))
+			Expect(err.Error()).To(ContainSubstring("a terminal phase (Succeeded, Failed, Error) and its exitCode cannot change"))
+		}
+	})
+
+	It("caps output values and result in bytes", func() {
+		sr := create(MakeStepRun("caps", ns).Obj())
+		Eventually(statusOf(sr)).Should(HaveField("Phase", v1alpha1.StepRunPending))
+		Expect(k8s.Get(ctx, key(ns, sr.Name), sr)).To(Succeed())
+		// 5462 three-byte runes: under the character limit, over the byte cap.
+		sr.Status.Outputs = &v1alpha1.StepRunOutputs{Result: new(strings.Repeat("€", 2731))}
+		err := k8s.Status().Update(ctx, sr)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), describeErr(err))
+		Expect(err.Error()).To(ContainSubstring("result is capped at 8192 bytes"))
+	})
+})
