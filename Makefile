@@ -79,7 +79,9 @@ uninstall: manifests ## Remove the CRDs (and every StepRun) from the cluster.
 .PHONY: deploy
 deploy: manifests ## Install CRDs, RBAC and the manager with IMG and EXECUTOR_IMG.
 	@mkdir -p $(LOCALBIN)/deploy
-	@printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../config/default\nimages:\n- name: manager\n  newName: %s\n  newTag: %s\n- name: pns-executor\n  newName: %s\n  newTag: %s\nconfigurations:\n- ../../config/default/kustomizeconfig.yaml\n' \
+	@# kustomize loads configurations only from within the overlay (its load restrictor): copy it in.
+	@cp config/default/kustomizeconfig.yaml $(LOCALBIN)/deploy/kustomizeconfig.yaml
+	@printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../config/default\nimages:\n- name: manager\n  newName: %s\n  newTag: %s\n- name: pns-executor\n  newName: %s\n  newTag: %s\nconfigurations:\n- kustomizeconfig.yaml\n' \
 		"$(firstword $(subst :, ,$(IMG)))" "$(lastword $(subst :, ,$(IMG)))" \
 		"$(firstword $(subst :, ,$(EXECUTOR_IMG)))" "$(lastword $(subst :, ,$(EXECUTOR_IMG)))" > $(LOCALBIN)/deploy/kustomization.yaml
 	$(KUSTOMIZE) build $(LOCALBIN)/deploy | $(KUBECTL) apply --server-side -f -
@@ -87,3 +89,54 @@ deploy: manifests ## Install CRDs, RBAC and the manager with IMG and EXECUTOR_IM
 .PHONY: undeploy
 undeploy: ## Remove what deploy installed.
 	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
+
+##@ Local cluster (kind) and images
+# A local kind cluster that builds offline (hack/kind/), the project's images (hack/images/), and
+# `make quickstart`. Everything built or started lives under bin/; see hack/kind/*.sh for the why.
+
+KIND_CLUSTER_NAME  ?= pnsflow
+# Test images, built from Debian's busybox-static; SAMPLE_BUSYBOX_IMG is what config/samples uses.
+BUSYBOX_IMG        ?= localhost/pnsflow-busybox:test
+SAMPLE_BUSYBOX_IMG ?= busybox:1.36
+ENTRYPOINT_IMG     ?= localhost/pnsflow-entrypoint:test
+KIND_IMAGES         = $(IMG) $(EXECUTOR_IMG) $(BUSYBOX_IMG) $(SAMPLE_BUSYBOX_IMG) $(ENTRYPOINT_IMG)
+# The kubectl quickstart uses: $(KUBECTL) when installed, else one built from source into bin/k8s.
+QUICKSTART_KUBECTL  = $(shell command -v $(KUBECTL) 2>/dev/null || hack/envtest-assets.sh kubectl | sed 's|$$|/kubectl|')
+KIND_ENV            = KUBE_VERSION=$(KUBE_VERSION) KIND_CLUSTER_NAME=$(KIND_CLUSTER_NAME) IMG=$(IMG) \
+                      EXECUTOR_IMG=$(EXECUTOR_IMG) BUSYBOX_IMG=$(BUSYBOX_IMG) \
+                      SAMPLE_BUSYBOX_IMG=$(SAMPLE_BUSYBOX_IMG) ENTRYPOINT_IMG=$(ENTRYPOINT_IMG)
+
+.PHONY: kind-node-image
+kind-node-image: ## Build (or reuse) the offline kind node image for KUBE_VERSION.
+	$(KIND_ENV) hack/kind/node-image.sh build
+
+.PHONY: kind-up
+kind-up: ## Start Docker if needed and create the kind cluster (kindest/node, else the offline image).
+	$(KIND_ENV) hack/kind/kind-up.sh
+
+.PHONY: kind-verify
+kind-verify: ## Check the cluster: node Ready, kube-proxy, a Pod reaching the API via 10.96.0.1.
+	$(KIND_ENV) hack/kind/verify.sh
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster and stop the Docker daemons kind-up started (by PID).
+	$(KIND_ENV) hack/kind/kind-down.sh
+
+.PHONY: images
+images: ## Build the manager, pns-executor and test images without pulling any base image.
+	$(KIND_ENV) hack/images/build.sh all
+
+.PHONY: images-online
+images-online: ## Build the manager and pns-executor images with the root Dockerfile (pulls golang).
+	$(KIND_ENV) IMAGES_ONLINE=1 hack/images/build.sh manager pns-executor
+
+.PHONY: kind-load
+kind-load: ## Load the manager, pns-executor and test images into the kind cluster.
+	$(KIND_ENV) hack/kind/load.sh $(KIND_IMAGES)
+
+.PHONY: quickstart
+quickstart: ## kind-up, images, kind-load, deploy, then run the sample StepRun and show it.
+	$(KIND_ENV) hack/kind/kind-up.sh
+	$(MAKE) images kind-load
+	$(MAKE) deploy KUBECTL="$(QUICKSTART_KUBECTL)"
+	$(KIND_ENV) KUBECTL="$(QUICKSTART_KUBECTL)" hack/kind/quickstart.sh

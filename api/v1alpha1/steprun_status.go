@@ -10,7 +10,7 @@ import (
 // SetPhase sets phase, reason and message together with the Succeeded condition that mirrors
 // them, so a writer can never leave the two disagreeing. Whoever writes a phase (the executor or
 // the controller) writes its condition in the same request.
-func (s *StepRunStatus) SetPhase(phase StepRunPhase, reason, message string, generation int64) {
+func (s *StepRunStatus) SetPhase(phase StepRunPhase, reason, message string, generation int64, now time.Time) {
 	s.Phase = phase
 	s.Reason = reason
 	s.Message = truncate(message, MaxMessageBytes)
@@ -30,6 +30,7 @@ func (s *StepRunStatus) SetPhase(phase StepRunPhase, reason, message string, gen
 		Reason:             reason,
 		Message:            s.Message,
 		ObservedGeneration: generation,
+		LastTransitionTime: metav1.NewTime(now),
 	})
 }
 
@@ -51,7 +52,7 @@ func (s *StepRunStatus) SetTimes(started, finished *time.Time) {
 func FormatDuration(d time.Duration) string {
 	switch {
 	case d < 0:
-		return "0s"
+		return "" // clock skew: better no duration than a wrong one
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
 	default:

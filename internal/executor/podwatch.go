@@ -169,10 +169,10 @@ func (w *PodWatcher) finished() bool {
 	return w.state.Terminated != nil || w.gone
 }
 
-// errWatchExpired is a watch's 410 Gone: list again.
+// errWatchExpired is a watch's 410 Gone: read the Pod again.
 var errWatchExpired = errors.New("watch expired")
 
-// Run lists and watches the Pod until main has terminated, the Pod is gone, or ctx is done.
+// Run reads and watches the Pod until main has terminated, the Pod is gone, or ctx is done.
 // API errors are retried with backoff: the watch is the executor's only source of main's exit code.
 func (w *PodWatcher) Run(ctx context.Context) error {
 	log := logr.FromContextOrDiscard(ctx).WithValues("pod", w.namespace+"/"+w.name)
@@ -182,9 +182,9 @@ func (w *PodWatcher) Run(ctx context.Context) error {
 	for !w.finished() {
 		var err error
 		if rv == "" {
-			rv, err = w.list(ctx)
+			rv, err = w.get(ctx)
 		}
-		if err == nil {
+		if err == nil && !w.finished() {
 			rv, err = w.watch(ctx, rv)
 		}
 		if ctx.Err() != nil {
@@ -210,23 +210,23 @@ func (w *PodWatcher) Run(ctx context.Context) error {
 
 func (w *PodWatcher) fieldSelector() string { return "metadata.name=" + w.name }
 
-// list reads the Pod and returns the list's resourceVersion to watch from.
-func (w *PodWatcher) list(ctx context.Context) (string, error) {
-	body, err := w.client.Get().Namespace(w.namespace).Resource("pods").
-		Param("fieldSelector", w.fieldSelector()).DoRaw(ctx)
-	if err != nil {
-		return "", fmt.Errorf("listing pods: %w", err)
-	}
-	var list corev1.PodList
-	if err := json.Unmarshal(body, &list); err != nil {
-		return "", fmt.Errorf("decoding pod list: %w", err)
-	}
-	if len(list.Items) == 0 {
+// get reads the Pod and returns its resourceVersion to watch from. A GET, not a list: the
+// executor's role may get and watch its Pod, and need not list the namespace's Pods.
+func (w *PodWatcher) get(ctx context.Context) (string, error) {
+	body, err := w.client.Get().Namespace(w.namespace).Resource("pods").Name(w.name).Do(ctx).Raw()
+	if apierrors.IsNotFound(err) {
 		w.observe(&corev1.Pod{}, true)
-		return list.ResourceVersion, nil
+		return "", nil
 	}
-	w.observe(&list.Items[0], false)
-	return list.ResourceVersion, nil
+	if err != nil {
+		return "", fmt.Errorf("getting pod: %w", err)
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(body, &pod); err != nil {
+		return "", fmt.Errorf("decoding pod: %w", err)
+	}
+	w.observe(&pod, false)
+	return pod.ResourceVersion, nil
 }
 
 // watchEvent is one event of a JSON watch stream.

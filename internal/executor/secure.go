@@ -73,8 +73,10 @@ func (s ProcSecurer) Secure(pid int) (*MainProcess, error) {
 
 	sc := newScanner(s.ProcRoot, s.Marker, 0)
 	if !sc.isMarked(pid) {
+		// An exited main (a zombie) has an empty environ too.
+		alive, _ := pidfdAlive(pfd)
 		pidfd.Close()
-		if alive, _ := pidfdAlive(pfd); !alive {
+		if !alive {
 			return nil, ErrMainExited
 		}
 		return nil, fmt.Errorf("process %d is not marked as main", pid)

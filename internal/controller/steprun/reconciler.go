@@ -142,7 +142,7 @@ func (r *Reconciler) markPending(ctx context.Context, sr *v1alpha1.StepRun, podN
 	base := sr.DeepCopy()
 	sr.Status.PodName = podName
 	sr.Status.ObservedGeneration = sr.Generation
-	sr.Status.SetPhase(v1alpha1.StepRunPending, v1alpha1.ReasonPodCreated, "", sr.Generation)
+	sr.Status.SetPhase(v1alpha1.StepRunPending, v1alpha1.ReasonPodCreated, "", sr.Generation, r.Clock.Now())
 	privileged, reason, why := podspec.ExecutorPrivileged(sr)
 	cond := metav1.Condition{Type: v1alpha1.ConditionExecutorPrivileged, Status: metav1.ConditionFalse,
 		Reason: reason, Message: why, ObservedGeneration: sr.Generation}
@@ -173,7 +173,7 @@ func (r *Reconciler) finish(ctx context.Context, sr *v1alpha1.StepRun, pod *core
 		sr.Status.PodName = pod.Name
 	}
 	sr.Status.ObservedGeneration = sr.Generation
-	sr.Status.SetPhase(o.Phase, o.Reason, o.Message, sr.Generation)
+	sr.Status.SetPhase(o.Phase, o.Reason, o.Message, sr.Generation, finished)
 	if res, err := r.patchStatus(ctx, sr, base); err != nil || res.RequeueAfter > 0 {
 		return res, err
 	}

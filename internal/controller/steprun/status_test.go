@@ -87,7 +87,9 @@ func TestDecide(t *testing.T) {
 			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonExecutorLost,
 				Message: "the executor ended (exit code 1, Error) before main started"}},
 		{name: "evicted", sr: stepRun(v1alpha1.StepRunRunning, nil),
-			pod: testPod(func(p *corev1.Pod) { p.Status.Phase, p.Status.Reason, p.Status.Message = corev1.PodFailed, "Evicted", "low on memory" }),
+			pod: testPod(func(p *corev1.Pod) {
+				p.Status.Phase, p.Status.Reason, p.Status.Message = corev1.PodFailed, "Evicted", "low on memory"
+			}),
 			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonPodEvicted, Message: "the Pod was evicted: low on memory"}},
 		{name: "node lost", sr: stepRun(v1alpha1.StepRunRunning, nil), pod: testPod(podPhase(corev1.PodUnknown, "")),
 			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonNodeLost, Message: "the Pod's node was lost"}},
@@ -101,7 +103,7 @@ func TestDecide(t *testing.T) {
 		{name: "deadline not reached: look again when it is", sr: stepRun(v1alpha1.StepRunPending, new(int64(5))),
 			pod: testPod(podPhase(corev1.PodPending, "")), now: t0.Add(10 * time.Second), wantNext: 10 * time.Second},
 		{name: "invalid image name fails at once", sr: stepRun(v1alpha1.StepRunPending, nil),
-			pod: testPod(container("pns-executor", running()), container("main", waiting("InvalidImageName"))),
+			pod:  testPod(container("pns-executor", running()), container("main", waiting("InvalidImageName"))),
 			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonImagePullFailed, Message: "container main: InvalidImageName: details"}},
 		{name: "pull failure within the grace period: look again at its end", sr: stepRun(v1alpha1.StepRunPending, nil),
 			pod: testPod(container("pns-executor", running()), container("main", waiting("ImagePullBackOff"))), now: t0.Add(20 * time.Second),

@@ -1,0 +1,128 @@
+// Command pns-executor is the PNS executor sidecar. It parses flags, builds the executor and maps
+// its errors to exit codes; everything else is in internal/executor.
+//
+//	pns-executor run [--proc=/proc] [--grace=15s] [-v=0]   watch main and report (the container's command)
+//	pns-executor ready [--timeout=30s]                     wait until run watches /proc (the postStart hook)
+//	pns-executor version
+//
+// Exit codes: 0 done (reported, or the StepRun was already terminal), 1 failed, 2 usage,
+// 3 stopped before main's exit code was known (nothing reported; the controller decides).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/pnsflow/pnsflow/internal/executor"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
+)
+
+// version is set with -ldflags "-X main.version=...".
+var version = "dev"
+
+const (
+	exitOK         = 0
+	exitFailed     = 1
+	exitUsage      = 2
+	exitNoExitCode = 3
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: pns-executor run|ready|version [flags]")
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return runExecutor(args[1:], stderr)
+	case "ready":
+		return ready(args[1:], stderr)
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "pns-executor: unknown command %q; want run, ready or version\n", args[0])
+		return exitUsage
+	}
+}
+
+func runExecutor(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	procRoot := fs.String("proc", executor.DefaultProcRoot, "proc filesystem to look for main in")
+	grace := fs.Duration("grace", executor.DefaultGrace, "how long to go on after SIGTERM to report main's exit")
+	verbosity := fs.Int("v", 0, "log verbosity")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	log := executor.NewLogger(stderr, *verbosity)
+	klog.SetLogger(log)
+	if err := executor.HideFromMain(); err != nil {
+		log.Error(err, "Hiding the executor's token from main")
+		return exitFailed
+	}
+
+	cfg, err := executorconfig.Decode(os.Getenv(executorconfig.ConfigEnv))
+	if err != nil {
+		log.Error(err, "Reading the executor config", "env", executorconfig.ConfigEnv)
+		return exitFailed
+	}
+	restCfg, err := rest.InClusterConfig()
+	if err != nil {
+		log.Error(err, "Reading the in-cluster API config")
+		return exitFailed
+	}
+	log = log.WithValues("stepRun", cfg.Namespace+"/"+cfg.StepRun, "pod", cfg.Pod)
+	e, err := executor.New(executor.Options{
+		Config: cfg, REST: restCfg, ProcRoot: *procRoot, Grace: *grace, Log: log,
+	})
+	if err != nil {
+		log.Error(err, "Building the executor")
+		return exitFailed
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	err = e.Run(ctx)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, executor.ErrNoExitCode):
+		log.Info("Stopped without a terminal report", "detail", err.Error())
+		return exitNoExitCode
+	default:
+		log.Error(err, "Executor failed")
+		return exitFailed
+	}
+}
+
+func ready(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ready", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the executor")
+	addr := fs.String("socket", executorconfig.ReadySocket, "the executor's ready socket")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	if err := executor.WaitReady(ctx, *addr); err != nil {
+		fmt.Fprintf(stderr, "pns-executor ready: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}

@@ -1,0 +1,350 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/rest"
+
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
+)
+
+// The steps, as Run uses them.
+type (
+	// Finder finds main's pid; firstScan is called once after its first complete look.
+	Finder interface {
+		Find(ctx context.Context, firstScan func() error) (int, error)
+	}
+	// Securer pins main's process and holds its root filesystem.
+	Securer interface {
+		Secure(pid int) (*MainProcess, error)
+	}
+	// Waiter waits for main's process to exit.
+	Waiter interface {
+		Wait(ctx context.Context, p *MainProcess) error
+	}
+	// PodStatus follows main's state in the Pod's status: Run watches until main terminated;
+	// MainStarted and MainTerminated wait for what it saw.
+	PodStatus interface {
+		Run(ctx context.Context) error
+		MainStarted(ctx context.Context) (MainState, error)
+		MainTerminated(ctx context.Context) (Termination, error)
+	}
+	// OutputCollector reads the outputs; root is nil when main's root was never held.
+	OutputCollector interface {
+		Collect(root *os.File) Collected
+	}
+	// ResultReader reads the tail of main's log.
+	ResultReader interface {
+		Result(ctx context.Context) (string, error)
+	}
+	// StatusReporter patches the StepRun's status.
+	StatusReporter interface {
+		ReportRunning(ctx context.Context, startedAt time.Time) error
+		ReportTerminal(ctx context.Context, o Outcome) error
+	}
+	// StdinWriter writes main's stdin.
+	StdinWriter interface {
+		Feed(ctx context.Context) error
+	}
+)
+
+// ErrNoExitCode is returned by Run when it was stopped before main's exit code was known; no
+// terminal status was reported, and the controller decides from the Pod.
+var ErrNoExitCode = errors.New("stopped before main's exit code was known; no terminal status reported")
+
+// resultTimeout bounds reading main's log, so a slow log endpoint cannot hold back the report.
+const resultTimeout = 30 * time.Second
+
+// DefaultGrace is how long Run goes on after its context ends (SIGTERM) to learn main's exit
+// code and report it. The Pod's terminationGracePeriodSeconds must leave room for it.
+const DefaultGrace = 15 * time.Second
+
+// Executor runs one step's watch: find → secure → report Running → wait → exit code → collect →
+// result → report terminal.
+type Executor struct {
+	Finder    Finder
+	Securer   Securer
+	Waiter    Waiter
+	Pod       PodStatus
+	Collector OutputCollector
+	Results   ResultReader
+	Reporter  StatusReporter
+	// Stdin is nil when the StepRun has no stdin.
+	Stdin StdinWriter
+	// Ready is called once the first look at /proc is done: from then on main cannot start
+	// unseen by the finder, so the postStart hook may return. Its error ends Run.
+	Ready func() error
+	// Grace is how long Run goes on after ctx ends to learn the exit code and report it.
+	Grace time.Duration
+	// BootTime reads CLOCK_BOOTTIME (MainProcess.Started's clock); nil means the real clock.
+	BootTime func() time.Duration
+	Log      logr.Logger
+}
+
+// Options are what New needs to wire an Executor.
+type Options struct {
+	Config executorconfig.Config
+	REST   *rest.Config
+	// ProcRoot is the proc filesystem; "" means /proc.
+	ProcRoot string
+	// ReadySocket is the abstract socket to listen on when ready; "" means
+	// executorconfig.ReadySocket.
+	ReadySocket string
+	// Grace is Executor.Grace; zero means DefaultGrace.
+	Grace time.Duration
+	Log   logr.Logger
+}
+
+// New wires an Executor from the Pod's configuration and the in-cluster REST config.
+func New(o Options) (*Executor, error) {
+	c := o.Config
+	if o.ProcRoot == "" {
+		o.ProcRoot = DefaultProcRoot
+	}
+	if o.ReadySocket == "" {
+		o.ReadySocket = executorconfig.ReadySocket
+	}
+	if o.Grace == 0 {
+		o.Grace = DefaultGrace
+	}
+	pod, err := NewPodWatcher(o.REST, c.Namespace, c.Pod)
+	if err != nil {
+		return nil, err
+	}
+	logs, err := NewPodLogs(o.REST, c.Namespace, c.Pod)
+	if err != nil {
+		return nil, err
+	}
+	reporter, err := NewReporter(o.REST, c.Namespace, c.StepRun)
+	if err != nil {
+		return nil, err
+	}
+	reporter.UID = c.UID
+	e := &Executor{
+		Finder:    NewProcFinder(o.ProcRoot, c.UID),
+		Securer:   ProcSecurer{ProcRoot: o.ProcRoot, Marker: MarkerFor(c.UID)},
+		Waiter:    PidfdWaiter{},
+		Pod:       pod,
+		Collector: Collector{Outputs: c.Outputs, Mounts: c.Mounts},
+		Results:   logs,
+		Reporter:  reporter,
+		Ready:     (&ReadySignal{Addr: o.ReadySocket}).Signal,
+		Grace:     o.Grace,
+		Log:       o.Log,
+	}
+	if c.Stdin {
+		attacher, err := NewPodAttacher(o.REST, c.Namespace, c.Pod)
+		if err != nil {
+			return nil, err
+		}
+		e.Stdin = &StdinFeeder{StepRun: reporter, Pod: pod, Attacher: attacher}
+	}
+	return e, nil
+}
+
+// Run watches main through to its terminal report. When ctx ends (SIGTERM), Run goes on for
+// Grace to learn main's exit code; it reports the terminal status if it learns it, and returns
+// ErrNoExitCode otherwise.
+func (e *Executor) Run(ctx context.Context) error {
+	log := e.Log
+	ctx = logr.NewContext(ctx, log)
+	work, cancelWork := withGrace(ctx, e.Grace)
+	defer cancelWork()
+
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	defer cancelWork() // runs before bg.Wait: stops the background goroutines
+	bg.Go(func() {
+		if err := e.Pod.Run(work); err != nil && work.Err() == nil {
+			log.Error(err, "Watching the Pod stopped")
+		}
+	})
+	if e.Stdin != nil {
+		stdinCtx, stop := e.untilMainTerminated(work)
+		bg.Go(func() {
+			defer stop()
+			if err := e.Stdin.Feed(stdinCtx); err != nil && stdinCtx.Err() == nil {
+				log.Error(err, "Could not write main's stdin")
+			}
+		})
+	}
+
+	proc, err := e.findAndSecure(ctx)
+	if err != nil {
+		return err
+	}
+	defer proc.Close()
+
+	// Running is reported beside the wait, not before it: it waits for the kubelet to say main
+	// runs, and the terminal report waits for it, so the two are never out of order.
+	runningCtx, cancelRunning := context.WithCancel(work)
+	defer cancelRunning()
+	runningDone := make(chan struct{})
+	go func() {
+		defer close(runningDone)
+		e.reportRunning(ctx, runningCtx)
+	}()
+	var measured time.Duration
+	if proc != nil {
+		measured = e.wait(work, proc)
+	}
+
+	term, err := e.Pod.MainTerminated(work)
+	if err != nil {
+		if work.Err() != nil {
+			return ErrNoExitCode
+		}
+		return fmt.Errorf("%w: %w", ErrNoExitCode, err)
+	}
+	log.Info("Main terminated", "exitCode", term.ExitCode, "reason", term.Reason, "podReason", term.PodReason)
+
+	var root *os.File
+	if proc != nil {
+		root = proc.Root
+	}
+	collected := e.Collector.Collect(root)
+	if f := collected.Failure; f != nil {
+		log.Info("Collecting outputs failed", "reason", f.Reason, "message", f.Message)
+	}
+	var result *string
+	resultCtx, cancelResult := context.WithTimeout(work, resultTimeout)
+	if s, err := e.Results.Result(resultCtx); err != nil {
+		log.Error(err, "Could not read the tail of main's log")
+	} else {
+		result = &s
+	}
+	cancelResult()
+
+	o := Decide(term, collected, result, measured)
+	// A Running report still being tried is stale now; stop it before the terminal one (the
+	// resourceVersion guard orders them on the server even if it was in flight).
+	cancelRunning()
+	<-runningDone
+	if err := e.Reporter.ReportTerminal(work, o); err != nil {
+		if errors.Is(err, ErrAlreadyTerminal) {
+			log.Info("StepRun already terminal; not reporting", "detail", err.Error())
+			return nil
+		}
+		return fmt.Errorf("reporting the terminal status: %w", err)
+	}
+	log.Info("Reported", "phase", o.Phase, "reason", o.Reason, "exitCode", term.ExitCode)
+	return nil
+}
+
+// findAndSecure looks for main until it is found, the Pod says main terminated, or ctx ends,
+// then holds its root. A nil process (no error) means main was never held: Run goes on with the
+// Pod's word alone. Errors before the first look are fatal: without it main must not start.
+func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
+	log := e.Log
+	findCtx, stop := e.untilMainTerminated(ctx)
+	defer stop()
+	ready := false
+	pid, err := e.Finder.Find(findCtx, func() error {
+		if e.Ready != nil {
+			if err := e.Ready(); err != nil {
+				return fmt.Errorf("signalling readiness: %w", err)
+			}
+		}
+		ready = true
+		log.Info("Watching for main")
+		return nil
+	})
+	if err != nil {
+		if !ready {
+			return nil, fmt.Errorf("looking for main: %w", err)
+		}
+		switch {
+		case findCtx.Err() == nil:
+			log.Error(err, "Looking for main failed; relying on the Pod's status")
+		case ctx.Err() != nil:
+			log.Info("Stopped looking for main")
+		default:
+			log.Info("Main terminated before it was caught; relying on the Pod's status")
+		}
+		return nil, nil
+	}
+	proc, err := e.Securer.Secure(pid)
+	if err != nil {
+		log.Error(err, "Could not hold main's root filesystem; relying on the Pod's status", "pid", pid)
+		return nil, nil
+	}
+	log.Info("Holding main's root filesystem", "pid", pid)
+	return proc, nil
+}
+
+// reportRunning reports Running once the Pod says main runs, unless main already terminated or
+// ctx ended (a Running report then would be stale). Failing to report Running is not fatal.
+func (e *Executor) reportRunning(ctx, work context.Context) {
+	st, err := e.Pod.MainStarted(work)
+	if err != nil || st.Terminated != nil || st.Running == nil || ctx.Err() != nil {
+		return
+	}
+	if err := e.Reporter.ReportRunning(work, st.Running.StartedAt); err != nil {
+		if errors.Is(err, ErrAlreadyTerminal) {
+			e.Log.Info("StepRun already terminal; not reporting Running")
+			return
+		}
+		e.Log.Error(err, "Could not report Running")
+	}
+}
+
+// wait waits for main's process to exit, or for the Pod to say main terminated (the process held
+// may outlive main when main's child was caught instead). It returns main's run time measured on
+// the boot clock, or zero.
+func (e *Executor) wait(work context.Context, proc *MainProcess) time.Duration {
+	waitCtx, stop := e.untilMainTerminated(work)
+	defer stop()
+	if err := e.Waiter.Wait(waitCtx, proc); err != nil {
+		if work.Err() == nil && waitCtx.Err() == nil {
+			e.Log.Error(err, "Waiting for main's process failed; relying on the Pod's status")
+		}
+		return 0
+	}
+	boot := e.BootTime
+	if boot == nil {
+		boot = bootTime
+	}
+	if proc.Started <= 0 {
+		return 0
+	}
+	if d := boot() - proc.Started; d > 0 {
+		return d
+	}
+	return 0
+}
+
+// untilMainTerminated returns a context that ends with parent or when the Pod says main
+// terminated.
+func (e *Executor) untilMainTerminated(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		if _, err := e.Pod.MainTerminated(ctx); err == nil {
+			cancel()
+		}
+	}()
+	return ctx, cancel
+}
+
+// withGrace returns a context that ends grace after parent ends.
+func withGrace(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-ctx.Done():
+		}
+	})
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}

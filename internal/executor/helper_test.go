@@ -1,0 +1,177 @@
+package executor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// helperBin is testdata/helper, built static in TestMain so it runs chrooted with no libraries.
+var helperBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		if os.Geteuid() != 0 {
+			fmt.Fprintln(os.Stderr, "NOT ROOT: the real-process tests (find, secure, wait, collect through main's root) WILL BE SKIPPED")
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "pns-executor-helper-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "making helper dir:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		helperBin = filepath.Join(dir, "helper")
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		build := exec.Command(goTool, "build", "-o", helperBin, "./testdata/helper")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building the test helper: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}())
+}
+
+// requireRoot skips, loudly, a test that needs root (chroot, mount namespaces, tmpfs mounts).
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: THIS TEST NEEDS ROOT (chroot, unshare(CLONE_NEWNS), mount); run `go test` as root to cover the real-process steps")
+	}
+}
+
+var testUIDs atomic.Int64
+
+// newMarker returns a marker no other test (or process on the machine) uses.
+func newMarker() string {
+	return MarkerFor(fmt.Sprintf("test-%d-%d-%d", os.Getpid(), time.Now().UnixNano(), testUIDs.Add(1)))
+}
+
+// helperProc is a running testdata/helper.
+type helperProc struct {
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	stderr   *bytes.Buffer
+	pid      int
+	childPID int
+	// dir is the directory the helper is chrooted into; dir/outputs is bound at
+	// /pnsflow/outputs in its new root with -outputs.
+	dir string
+	// pidfd is the test's own handle to know when the helper exited.
+	pidfd int
+}
+
+// startHelper starts the helper chrooted into a fresh directory, in a new mount namespace; once it
+// set up its root it execs itself with env as its whole environment. startHelper returns when it
+// says ready.
+func startHelper(t *testing.T, env []string, args ...string) *helperProc {
+	t.Helper()
+	return startHelperIn(t, t.TempDir(), env, args...)
+}
+
+// startHelperIn is startHelper in a directory of the test's choosing.
+func startHelperIn(t *testing.T, dir string, env []string, args ...string) *helperProc {
+	t.Helper()
+	requireRoot(t)
+	bin, err := os.ReadFile(helperBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "helper"), bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"newroot", "outputs"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args = append([]string(nil), args...)
+	for _, e := range env {
+		args = append(args, "-env", e)
+	}
+	cmd := exec.Command("/helper", args...)
+	cmd.Env = []string{} // empty, not inherited: the helper gets env only at its own exec
+	// Unshareflags rather than Cloneflags: for CLONE_NEWNS in Unshareflags Go also makes every
+	// mount private, so the helper's tmpfs never propagates back to the host.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: dir, Unshareflags: syscall.CLONE_NEWNS}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helperProc{cmd: cmd, stdin: stdin, stderr: &stderr, pid: cmd.Process.Pid, dir: dir, pidfd: -1}
+	fd, err := unix.PidfdOpen(h.pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open: %v", err)
+	}
+	h.pidfd = fd
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = unix.Close(h.pidfd)
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("helper did not get ready: %v; stderr: %s", err, stderr.String())
+	}
+	fields := strings.Fields(line)
+	if len(fields) != 2 || fields[0] != "ready" {
+		t.Fatalf("helper said %q", line)
+	}
+	if h.childPID, err = strconv.Atoi(fields[1]); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// exit closes the helper's stdin, which ends it (and its spawned child).
+func (h *helperProc) exit(t *testing.T) {
+	t.Helper()
+	if err := h.stdin.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitExited waits, through the test's own pidfd, until the helper exited (it stays a zombie
+// until reaped).
+func (h *helperProc) waitExited(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := WaitExit(ctx, h.pidfd); err != nil {
+		t.Fatalf("helper did not exit: %v", err)
+	}
+}
+
+// reap collects the exited helper's status, so its pid is gone from /proc.
+func (h *helperProc) reap(t *testing.T) {
+	t.Helper()
+	_ = h.cmd.Wait()
+}

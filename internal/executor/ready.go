@@ -1,0 +1,72 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// ReadySignal tells the postStart hook that the executor watches /proc: it listens on an
+// abstract unix socket (in the Pod's network namespace; no filesystem needed), and WaitReady
+// returns once it can connect.
+type ReadySignal struct {
+	// Addr is the socket's address; a leading '@' makes it abstract.
+	Addr string
+
+	mu sync.Mutex
+	ln net.Listener
+}
+
+// Signal starts listening and accepting. Connecting is all a client does, so each connection
+// is closed at once.
+func (r *ReadySignal) Signal() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("unix", r.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", r.Addr, err)
+	}
+	r.ln = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // closed
+			}
+			_ = c.Close()
+		}
+	}()
+	return nil
+}
+
+// Close stops listening.
+func (r *ReadySignal) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ln == nil {
+		return nil
+	}
+	err := r.ln.Close()
+	r.ln = nil
+	return err
+}
+
+// WaitReady dials addr until it connects or ctx ends.
+func WaitReady(ctx context.Context, addr string) error {
+	var d net.Dialer
+	for {
+		c, err := d.DialContext(ctx, "unix", addr)
+		if err == nil {
+			return c.Close()
+		}
+		if !sleepCtx(ctx, 20*time.Millisecond) {
+			return errors.Join(fmt.Errorf("the executor is not ready on %s", addr), ctx.Err(), err)
+		}
+	}
+}

@@ -1,0 +1,312 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+)
+
+// ErrAlreadyTerminal is returned when the StepRun already has a terminal phase: nothing is
+// written, since a terminal phase never changes.
+var ErrAlreadyTerminal = errors.New("the StepRun's phase is already terminal")
+
+// Outcome is the terminal status the executor reports.
+type Outcome struct {
+	Phase    v1alpha1.StepRunPhase
+	Reason   string
+	Message  string
+	ExitCode *int32
+	// StartedAt and FinishedAt are main's, zero when unknown.
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// Duration is how long main ran, negative when unknown.
+	Duration   time.Duration
+	Parameters []v1alpha1.OutputParameterValue
+	Result     *string
+}
+
+// Decide maps main's termination, the collected outputs and the log's tail to the terminal
+// outcome. measured is main's run time as the executor measured it (finer than the kubelet's
+// one-second timestamps), zero when it did not. The exit code is always recorded.
+//
+// Order: the deadline, then OOMKilled, then a non-zero exit, then the outputs' failure.
+func Decide(t Termination, c Collected, result *string, measured time.Duration) Outcome {
+	code := t.ExitCode
+	o := Outcome{
+		ExitCode:   &code,
+		StartedAt:  t.StartedAt,
+		FinishedAt: t.FinishedAt,
+		Duration:   -1,
+		Parameters: c.Parameters,
+		Result:     result,
+	}
+	if !t.StartedAt.IsZero() && !t.FinishedAt.IsZero() && !t.FinishedAt.Before(t.StartedAt) {
+		o.Duration = t.FinishedAt.Sub(t.StartedAt)
+	}
+	// The executor's measure is finer, but only trusted where it agrees with the kubelet's
+	// one-second timestamps (it would not if a child of main had been caught instead of main).
+	if measured > 0 && (o.Duration < 0 || (measured-o.Duration).Abs() <= 2*time.Second) {
+		o.Duration = measured
+	}
+	switch {
+	case killedByDeadline(t):
+		o.Phase, o.Reason = v1alpha1.StepRunFailed, v1alpha1.ReasonDeadlineExceeded
+		o.Message = fmt.Sprintf("main ran past the Pod's activeDeadlineSeconds and was stopped (exit code %d)", code)
+	case t.Reason == v1alpha1.ReasonOOMKilled:
+		o.Phase, o.Reason = v1alpha1.StepRunError, v1alpha1.ReasonOOMKilled
+		o.Message = fmt.Sprintf("main was killed for running out of memory (exit code %d)", code)
+	case code != 0:
+		o.Phase, o.Reason = v1alpha1.StepRunFailed, v1alpha1.ReasonExitCode
+		o.Message = fmt.Sprintf("main exited with code %d", code)
+	case c.Failure != nil:
+		o.Phase, o.Reason, o.Message = c.Failure.Phase, c.Failure.Reason, c.Failure.Message
+	default:
+		o.Phase, o.Reason = v1alpha1.StepRunSucceeded, v1alpha1.ReasonSucceeded
+		o.Message = "main exited with code 0"
+	}
+	o.Message = truncateUTF8(o.Message, v1alpha1.MaxMessageBytes)
+	return o
+}
+
+// killedByDeadline: the kubelet set the Pod's reason DeadlineExceeded, and main did not finish
+// cleanly before the deadline (the deadline may pass while the executor is still collecting).
+func killedByDeadline(t Termination) bool {
+	if t.PodReason != v1alpha1.ReasonDeadlineExceeded {
+		return false
+	}
+	finishedInTime := t.ExitCode == 0 && !t.DeadlineAt.IsZero() && !t.FinishedAt.IsZero() &&
+		t.FinishedAt.Before(t.DeadlineAt)
+	return !finishedInTime
+}
+
+// statusPatch is a JSON merge patch of the status subresource, guarded by resourceVersion: the
+// API server refuses it with 409 Conflict when the StepRun changed since it was read.
+type statusPatch struct {
+	Metadata patchMeta   `json:"metadata"`
+	Status   patchStatus `json:"status"`
+}
+
+type patchMeta struct {
+	ResourceVersion string `json:"resourceVersion"`
+}
+
+// patchStatus holds the fields the executor owns. podName and observedGeneration are the
+// controller's and are never sent.
+type patchStatus struct {
+	Phase      v1alpha1.StepRunPhase    `json:"phase"`
+	ExitCode   *int32                   `json:"exitCode,omitempty"`
+	StartedAt  *metav1.Time             `json:"startedAt,omitempty"`
+	FinishedAt *metav1.Time             `json:"finishedAt,omitempty"`
+	Duration   string                   `json:"duration,omitempty"`
+	Reason     string                   `json:"reason"`
+	Message    string                   `json:"message"`
+	Outputs    *v1alpha1.StepRunOutputs `json:"outputs,omitempty"`
+	// Conditions are sent whole (a merge patch replaces a list): the current ones, with
+	// Succeeded set, so the controller's conditions are kept.
+	Conditions []metav1.Condition `json:"conditions"`
+}
+
+// withPhase returns current's conditions with the Succeeded condition set to mirror phase
+// (v1alpha1's SetPhase), and the message as SetPhase caps it.
+func withPhase(current *v1alpha1.StepRun, phase v1alpha1.StepRunPhase, reason, msg string, now time.Time) (string, []metav1.Condition) {
+	st := current.Status.DeepCopy()
+	st.SetPhase(phase, reason, msg, current.Generation, now)
+	return st.Message, st.Conditions
+}
+
+func timePtr(t time.Time) *metav1.Time {
+	if t.IsZero() {
+		return nil
+	}
+	mt := metav1.NewTime(t)
+	return &mt
+}
+
+// RunningPatch is the merge patch that reports main running since startedAt.
+func RunningPatch(current *v1alpha1.StepRun, startedAt, now time.Time) ([]byte, error) {
+	msg, conds := withPhase(current, v1alpha1.StepRunRunning, v1alpha1.ReasonRunning, "main is running", now)
+	p := statusPatch{
+		Metadata: patchMeta{ResourceVersion: current.ResourceVersion},
+		Status: patchStatus{
+			Phase:      v1alpha1.StepRunRunning,
+			StartedAt:  timePtr(startedAt),
+			Reason:     v1alpha1.ReasonRunning,
+			Message:    msg,
+			Conditions: conds,
+		},
+	}
+	return json.Marshal(p)
+}
+
+// TerminalPatch is the merge patch that reports o. The Succeeded condition mirrors the phase in
+// the same patch, so the two never disagree.
+func TerminalPatch(current *v1alpha1.StepRun, o Outcome, now time.Time) ([]byte, error) {
+	if !o.Phase.IsTerminal() {
+		return nil, fmt.Errorf("reporting phase %q: not a terminal phase", o.Phase)
+	}
+	msg, conds := withPhase(current, o.Phase, o.Reason, o.Message, now)
+	st := patchStatus{
+		Phase:      o.Phase,
+		ExitCode:   o.ExitCode,
+		StartedAt:  timePtr(o.StartedAt),
+		FinishedAt: timePtr(o.FinishedAt),
+		Duration:   v1alpha1.FormatDuration(o.Duration),
+		Reason:     o.Reason,
+		Message:    msg,
+		Conditions: conds,
+	}
+	if len(o.Parameters) > 0 || o.Result != nil {
+		st.Outputs = &v1alpha1.StepRunOutputs{Parameters: o.Parameters, Result: o.Result}
+	}
+	return json.Marshal(statusPatch{Metadata: patchMeta{ResourceVersion: current.ResourceVersion}, Status: st})
+}
+
+// Reporter reads the StepRun and patches its status subresource as field manager pns-executor.
+type Reporter struct {
+	client    rest.Interface
+	namespace string
+	name      string
+	// UID, when set, must be the StepRun's: a StepRun deleted and made again under the same
+	// name is another run, and is not written to.
+	UID string
+	// Now is the clock of the conditions' lastTransitionTime.
+	Now func() time.Time
+	// MaxConflicts bounds the re-reads after 409 Conflict; MaxRetries the retries of transient
+	// errors (timeouts, 429, 5xx, network), with backoff from 200 ms to 5 s.
+	MaxConflicts int
+	MaxRetries   int
+}
+
+// NewReporter returns a reporter to StepRun ns/name.
+func NewReporter(cfg *rest.Config, ns, name string) (*Reporter, error) {
+	c, err := newStepRunClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return NewReporterForClient(c, ns, name), nil
+}
+
+// NewReporterForClient returns a reporter using a workflows.pnsflow.dev/v1alpha1 REST client.
+func NewReporterForClient(c rest.Interface, ns, name string) *Reporter {
+	return &Reporter{client: c, namespace: ns, name: name, Now: time.Now, MaxConflicts: 10, MaxRetries: 8}
+}
+
+// Get reads the StepRun.
+func (r *Reporter) Get(ctx context.Context) (*v1alpha1.StepRun, error) {
+	body, err := r.client.Get().Namespace(r.namespace).Resource("stepruns").Name(r.name).Do(ctx).Raw()
+	if err != nil {
+		return nil, fmt.Errorf("getting StepRun %s/%s: %w", r.namespace, r.name, err)
+	}
+	var sr v1alpha1.StepRun
+	if err := json.Unmarshal(body, &sr); err != nil {
+		return nil, fmt.Errorf("decoding StepRun %s/%s: %w", r.namespace, r.name, err)
+	}
+	if r.UID != "" && string(sr.UID) != r.UID {
+		return nil, fmt.Errorf("StepRun %s/%s has UID %s, not %s: it was replaced", r.namespace, r.name, sr.UID, r.UID)
+	}
+	return &sr, nil
+}
+
+// ReportRunning patches phase Running with main's start time.
+func (r *Reporter) ReportRunning(ctx context.Context, startedAt time.Time) error {
+	return r.update(ctx, func(cur *v1alpha1.StepRun) ([]byte, error) {
+		return RunningPatch(cur, startedAt, r.Now())
+	})
+}
+
+// ReportTerminal patches the terminal outcome.
+func (r *Reporter) ReportTerminal(ctx context.Context, o Outcome) error {
+	return r.update(ctx, func(cur *v1alpha1.StepRun) ([]byte, error) {
+		return TerminalPatch(cur, o, r.Now())
+	})
+}
+
+// update reads the StepRun, builds a patch from what it read and sends it; on 409 Conflict it
+// reads again, on transient errors it backs off and tries again, both bounded.
+func (r *Reporter) update(ctx context.Context, build func(*v1alpha1.StepRun) ([]byte, error)) error {
+	log := logr.FromContextOrDiscard(ctx)
+	backoff := 200 * time.Millisecond
+	conflicts, retries := 0, 0
+	for {
+		err := func() error {
+			cur, err := r.Get(ctx)
+			if err != nil {
+				return err
+			}
+			if cur.Status.Phase.IsTerminal() {
+				return fmt.Errorf("%w: %s", ErrAlreadyTerminal, cur.Status.Phase)
+			}
+			body, err := build(cur)
+			if err != nil {
+				return err
+			}
+			return r.patch(ctx, body)
+		}()
+		switch {
+		case err == nil:
+			return nil
+		case apierrors.IsConflict(err):
+			conflicts++
+			if conflicts > r.MaxConflicts {
+				return fmt.Errorf("patching StepRun status: still conflicting after %d tries: %w", conflicts, err)
+			}
+			log.V(1).Info("StepRun changed meanwhile; reading it again", "conflicts", conflicts)
+		case retriable(ctx, err):
+			retries++
+			if retries > r.MaxRetries {
+				return fmt.Errorf("patching StepRun status: giving up after %d tries: %w", retries, err)
+			}
+			log.Info("Patching the StepRun failed; retrying", "error", err.Error(), "backoff", backoff)
+			if !sleepCtx(ctx, backoff) {
+				return fmt.Errorf("patching StepRun status: %w (last error: %w)", ctx.Err(), err)
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		default:
+			return err
+		}
+	}
+}
+
+func (r *Reporter) patch(ctx context.Context, body []byte) error {
+	_, err := r.client.Patch(types.MergePatchType).Namespace(r.namespace).Resource("stepruns").
+		Name(r.name).SubResource("status").
+		Param("fieldManager", v1alpha1.FieldManagerExecutor).
+		Body(body).Do(ctx).Raw()
+	if err != nil {
+		return fmt.Errorf("patching StepRun %s/%s status: %w", r.namespace, r.name, err)
+	}
+	return nil
+}
+
+// retriable reports whether err may pass by itself: API timeouts, throttling, server errors, and
+// errors that never reached the API (the network), unless ctx ended.
+func retriable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, ErrAlreadyTerminal) {
+		return false
+	}
+	if apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) {
+		return true
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return status.Status().Code >= 500
+	}
+	var urlErr *url.Error
+	var netErr net.Error
+	return errors.As(err, &urlErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}

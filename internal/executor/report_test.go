@@ -1,0 +1,392 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+)
+
+var (
+	t0 = time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	t1 = t0.Add(62 * time.Second)
+)
+
+func TestDecide(t *testing.T) {
+	result := ptr("tail")
+	params := []v1alpha1.OutputParameterValue{{Name: "a", Value: "1"}}
+	missing := &Failure{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonOutputMissing, Message: "output a is missing"}
+	lost := &Failure{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonOutputsLost, Message: "output a is lost"}
+	term := func(code int32, reason string) Termination {
+		return Termination{ExitCode: code, Reason: reason, StartedAt: t0, FinishedAt: t1}
+	}
+	deadline := func(code int32, finished time.Time) Termination {
+		tt := term(code, "Error")
+		tt.FinishedAt = finished
+		tt.PodReason = v1alpha1.ReasonDeadlineExceeded
+		tt.DeadlineAt = t0.Add(30 * time.Second)
+		return tt
+	}
+	tests := []struct {
+		name      string
+		term      Termination
+		collected Collected
+		want      Outcome
+	}{{
+		name:      "exit 0, outputs collected",
+		term:      term(0, "Completed"),
+		collected: Collected{Parameters: params},
+		want: Outcome{Phase: v1alpha1.StepRunSucceeded, Reason: v1alpha1.ReasonSucceeded,
+			Message: "main exited with code 0", ExitCode: ptr[int32](0)},
+	}, {
+		name: "exit 3",
+		term: term(3, "Error"),
+		want: Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonExitCode,
+			Message: "main exited with code 3", ExitCode: ptr[int32](3)},
+	}, {
+		name:      "a non-zero exit outranks an output failure",
+		term:      term(1, "Error"),
+		collected: Collected{Parameters: params, Failure: missing},
+		want: Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonExitCode,
+			Message: "main exited with code 1", ExitCode: ptr[int32](1)},
+	}, {
+		name: "OOMKilled is an Error",
+		term: term(137, "OOMKilled"),
+		want: Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonOOMKilled,
+			Message: "main was killed for running out of memory (exit code 137)", ExitCode: ptr[int32](137)},
+	}, {
+		name: "deadline exceeded",
+		term: deadline(137, t0.Add(31*time.Second)),
+		want: Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonDeadlineExceeded,
+			Message:  "main ran past the Pod's activeDeadlineSeconds and was stopped (exit code 137)",
+			ExitCode: ptr[int32](137)},
+	}, {
+		name: "deadline exceeded, main exited 0 on SIGTERM at the deadline",
+		term: deadline(0, t0.Add(30*time.Second)),
+		want: Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonDeadlineExceeded,
+			Message:  "main ran past the Pod's activeDeadlineSeconds and was stopped (exit code 0)",
+			ExitCode: ptr[int32](0)},
+	}, {
+		name:      "deadline passed while collecting, main had succeeded before it",
+		term:      deadline(0, t0.Add(20*time.Second)),
+		collected: Collected{Parameters: params},
+		want: Outcome{Phase: v1alpha1.StepRunSucceeded, Reason: v1alpha1.ReasonSucceeded,
+			Message: "main exited with code 0", ExitCode: ptr[int32](0)},
+	}, {
+		name: "deadline outranks OOMKilled",
+		term: func() Termination { tt := deadline(137, t1); tt.Reason = "OOMKilled"; return tt }(),
+		want: Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonDeadlineExceeded,
+			Message:  "main ran past the Pod's activeDeadlineSeconds and was stopped (exit code 137)",
+			ExitCode: ptr[int32](137)},
+	}, {
+		name:      "output missing",
+		term:      term(0, "Completed"),
+		collected: Collected{Parameters: params, Failure: missing},
+		want: Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonOutputMissing,
+			Message: "output a is missing", ExitCode: ptr[int32](0)},
+	}, {
+		name:      "outputs lost is an Error, exit code kept",
+		term:      term(0, "Completed"),
+		collected: Collected{Failure: lost},
+		want: Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonOutputsLost,
+			Message: "output a is lost", ExitCode: ptr[int32](0)},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Decide(tt.term, tt.collected, result, 0)
+			tt.want.StartedAt, tt.want.FinishedAt = tt.term.StartedAt, tt.term.FinishedAt
+			tt.want.Duration = tt.term.FinishedAt.Sub(tt.term.StartedAt)
+			tt.want.Parameters = tt.collected.Parameters
+			tt.want.Result = result
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Decide (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecideDuration(t *testing.T) {
+	term := Termination{StartedAt: t0, FinishedAt: t0.Add(time.Second)}
+	if got := Decide(term, Collected{}, nil, 350*time.Millisecond).Duration; got != 350*time.Millisecond {
+		t.Errorf("measured duration = %v, want the executor's measure", got)
+	}
+	if got := Decide(term, Collected{}, nil, 0).Duration; got != time.Second {
+		t.Errorf("duration = %v, want the Pod's", got)
+	}
+	if got := Decide(Termination{FinishedAt: t0}, Collected{}, nil, 0).Duration; got >= 0 {
+		t.Errorf("duration without startedAt = %v, want unknown", got)
+	}
+	if got := Decide(term, Collected{}, nil, time.Minute).Duration; got != time.Second {
+		t.Errorf("duration = %v, want the Pod's when the measure disagrees with it", got)
+	}
+	if got := Decide(Termination{}, Collected{}, nil, time.Minute).Duration; got != time.Minute {
+		t.Errorf("duration = %v, want the measure when the Pod has no times", got)
+	}
+}
+
+func stepRunWith(rv string, phase v1alpha1.StepRunPhase, conds ...metav1.Condition) *v1alpha1.StepRun {
+	sr := &v1alpha1.StepRun{}
+	sr.Name, sr.Namespace, sr.UID, sr.ResourceVersion, sr.Generation = "sr", "ns", types.UID("uid-1"), rv, 2
+	sr.Status.Phase = phase
+	sr.Status.Conditions = conds
+	return sr
+}
+
+var privileged = metav1.Condition{
+	Type: v1alpha1.ConditionExecutorPrivileged, Status: metav1.ConditionFalse,
+	Reason: v1alpha1.ReasonUIDAndGIDKnown, Message: "runs as main's UID/GID", LastTransitionTime: metav1.NewTime(t0),
+}
+
+// decodeJSON turns a patch into generic JSON for comparison.
+func decodeJSON(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("patch is not JSON: %v: %s", err, b)
+	}
+	return m
+}
+
+func TestRunningPatch(t *testing.T) {
+	now := t0.Add(5 * time.Second)
+	b, err := RunningPatch(stepRunWith("7", v1alpha1.StepRunPending, privileged), t0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"metadata": map[string]any{"resourceVersion": "7"},
+		"status": map[string]any{
+			"phase":     "Running",
+			"startedAt": "2026-05-01T10:00:00Z",
+			"reason":    "Running",
+			"message":   "main is running",
+			"conditions": []any{
+				map[string]any{"type": "ExecutorPrivileged", "status": "False", "reason": "UIDAndGIDKnown",
+					"message": "runs as main's UID/GID", "lastTransitionTime": "2026-05-01T10:00:00Z"},
+				map[string]any{"type": "Succeeded", "status": "Unknown", "reason": "Running",
+					"message": "main is running", "observedGeneration": float64(2),
+					"lastTransitionTime": "2026-05-01T10:00:05Z"},
+			},
+		},
+	}
+	if diff := cmp.Diff(want, decodeJSON(t, b)); diff != "" {
+		t.Errorf("RunningPatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestTerminalPatch(t *testing.T) {
+	now := t1.Add(time.Second)
+	running := metav1.Condition{Type: v1alpha1.ConditionSucceeded, Status: metav1.ConditionUnknown,
+		Reason: v1alpha1.ReasonRunning, Message: "main is running", LastTransitionTime: metav1.NewTime(t0)}
+	tests := []struct {
+		name    string
+		outcome Outcome
+		want    map[string]any
+	}{{
+		name: "succeeded with outputs",
+		outcome: Outcome{Phase: v1alpha1.StepRunSucceeded, Reason: v1alpha1.ReasonSucceeded,
+			Message: "main exited with code 0", ExitCode: ptr[int32](0), StartedAt: t0, FinishedAt: t1,
+			Duration: 62 * time.Second, Parameters: []v1alpha1.OutputParameterValue{{Name: "a", Value: "1"}},
+			Result: ptr("hello\n")},
+		want: map[string]any{
+			"metadata": map[string]any{"resourceVersion": "9"},
+			"status": map[string]any{
+				"phase": "Succeeded", "exitCode": float64(0),
+				"startedAt": "2026-05-01T10:00:00Z", "finishedAt": "2026-05-01T10:01:02Z", "duration": "1m2s",
+				"reason": "Succeeded", "message": "main exited with code 0",
+				"outputs": map[string]any{
+					"parameters": []any{map[string]any{"name": "a", "value": "1"}},
+					"result":     "hello\n",
+				},
+				"conditions": []any{
+					map[string]any{"type": "ExecutorPrivileged", "status": "False", "reason": "UIDAndGIDKnown",
+						"message": "runs as main's UID/GID", "lastTransitionTime": "2026-05-01T10:00:00Z"},
+					map[string]any{"type": "Succeeded", "status": "True", "reason": "Succeeded",
+						"message": "main exited with code 0", "observedGeneration": float64(2),
+						"lastTransitionTime": "2026-05-01T10:01:03Z"},
+				},
+			},
+		},
+	}, {
+		name: "OOMKilled, no outputs, unknown duration",
+		outcome: Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonOOMKilled,
+			Message: "oom", ExitCode: ptr[int32](137), FinishedAt: t1, Duration: -1},
+		want: map[string]any{
+			"metadata": map[string]any{"resourceVersion": "9"},
+			"status": map[string]any{
+				"phase": "Error", "exitCode": float64(137), "finishedAt": "2026-05-01T10:01:02Z",
+				"reason": "OOMKilled", "message": "oom",
+				"conditions": []any{
+					map[string]any{"type": "ExecutorPrivileged", "status": "False", "reason": "UIDAndGIDKnown",
+						"message": "runs as main's UID/GID", "lastTransitionTime": "2026-05-01T10:00:00Z"},
+					map[string]any{"type": "Succeeded", "status": "False", "reason": "OOMKilled",
+						"message": "oom", "observedGeneration": float64(2),
+						"lastTransitionTime": "2026-05-01T10:01:03Z"},
+				},
+			},
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := TerminalPatch(stepRunWith("9", v1alpha1.StepRunRunning, privileged, running), tt.outcome, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, decodeJSON(t, b)); diff != "" {
+				t.Errorf("TerminalPatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if _, err := TerminalPatch(stepRunWith("9", v1alpha1.StepRunRunning), Outcome{Phase: v1alpha1.StepRunRunning}, now); err == nil {
+		t.Error("TerminalPatch with phase Running should fail")
+	}
+}
+
+// fakeStepRunAPI serves GET and PATCH of one StepRun and records the patches.
+type fakeStepRunAPI struct {
+	mu       sync.Mutex
+	sr       *v1alpha1.StepRun
+	rv       int
+	patches  []*http.Request
+	bodies   [][]byte
+	failNext []int // status codes for the next PATCHes
+}
+
+func (f *fakeStepRunAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	const path = "/apis/workflows.pnsflow.dev/v1alpha1/namespaces/ns/stepruns/sr"
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == path:
+		f.sr.ResourceVersion = itoa(f.rv)
+		_ = json.NewEncoder(w).Encode(f.sr)
+	case r.Method == http.MethodPatch && r.URL.Path == path+"/status":
+		body, _ := io.ReadAll(r.Body)
+		f.patches = append(f.patches, r)
+		f.bodies = append(f.bodies, body)
+		if len(f.failNext) > 0 {
+			code := f.failNext[0]
+			f.failNext = f.failNext[1:]
+			if code == http.StatusConflict {
+				f.rv++ // someone else wrote meanwhile
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			_ = json.NewEncoder(w).Encode(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+				Status: metav1.StatusFailure, Code: int32(code),
+				Reason: metav1.StatusReason(http.StatusText(code)), Message: "fake"})
+			return
+		}
+		f.rv++
+		_ = json.NewEncoder(w).Encode(f.sr)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func newFakeReporter(t *testing.T, api *fakeStepRunAPI) *Reporter {
+	t.Helper()
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	r, err := NewReporter(&rest.Config{Host: srv.URL}, "ns", "sr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Now = func() time.Time { return t1 }
+	return r
+}
+
+func TestReporterRetriesConflictsWithFreshResourceVersion(t *testing.T) {
+	api := &fakeStepRunAPI{sr: stepRunWith("", v1alpha1.StepRunRunning), rv: 10,
+		failNext: []int{http.StatusConflict, http.StatusConflict}}
+	r := newFakeReporter(t, api)
+	r.UID = "uid-1"
+	o := Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonExitCode, Message: "main exited with code 2",
+		ExitCode: ptr[int32](2), Duration: -1}
+	if err := r.ReportTerminal(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if len(api.patches) != 3 {
+		t.Fatalf("%d patches, want 3 (two conflicts, then success)", len(api.patches))
+	}
+	for i, wantRV := range []string{"10", "11", "12"} {
+		var p statusPatch
+		if err := json.Unmarshal(api.bodies[i], &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Metadata.ResourceVersion != wantRV {
+			t.Errorf("patch %d resourceVersion = %q, want %q (re-read after each conflict)", i, p.Metadata.ResourceVersion, wantRV)
+		}
+	}
+	last := api.patches[2]
+	if ct := last.Header.Get("Content-Type"); ct != string(types.MergePatchType) {
+		t.Errorf("Content-Type = %q, want %q", ct, types.MergePatchType)
+	}
+	if fm := last.URL.Query().Get("fieldManager"); fm != v1alpha1.FieldManagerExecutor {
+		t.Errorf("fieldManager = %q, want %q", fm, v1alpha1.FieldManagerExecutor)
+	}
+}
+
+func TestReporterGivesUpAfterMaxConflicts(t *testing.T) {
+	api := &fakeStepRunAPI{sr: stepRunWith("", v1alpha1.StepRunRunning), rv: 1,
+		failNext: []int{409, 409, 409, 409}}
+	r := newFakeReporter(t, api)
+	r.MaxConflicts = 2
+	err := r.ReportRunning(context.Background(), t0)
+	if err == nil || len(api.patches) != 3 {
+		t.Errorf("err = %v after %d patches; want an error after 3", err, len(api.patches))
+	}
+}
+
+func TestReporterRetriesServerErrors(t *testing.T) {
+	api := &fakeStepRunAPI{sr: stepRunWith("", v1alpha1.StepRunPending), rv: 1, failNext: []int{http.StatusInternalServerError}}
+	r := newFakeReporter(t, api)
+	if err := r.ReportRunning(context.Background(), t0); err != nil {
+		t.Fatal(err)
+	}
+	if len(api.patches) != 2 {
+		t.Errorf("%d patches, want 2", len(api.patches))
+	}
+}
+
+func TestReporterDoesNotRetryForbidden(t *testing.T) {
+	api := &fakeStepRunAPI{sr: stepRunWith("", v1alpha1.StepRunPending), rv: 1, failNext: []int{http.StatusForbidden}}
+	r := newFakeReporter(t, api)
+	if err := r.ReportRunning(context.Background(), t0); err == nil || len(api.patches) != 1 {
+		t.Errorf("err = %v after %d patches; want an error after 1", err, len(api.patches))
+	}
+}
+
+func TestReporterStopsAtTerminalPhase(t *testing.T) {
+	for _, phase := range []v1alpha1.StepRunPhase{v1alpha1.StepRunSucceeded, v1alpha1.StepRunFailed, v1alpha1.StepRunError} {
+		api := &fakeStepRunAPI{sr: stepRunWith("", phase), rv: 1}
+		r := newFakeReporter(t, api)
+		err := r.ReportTerminal(context.Background(), Outcome{Phase: v1alpha1.StepRunSucceeded, Reason: "Succeeded"})
+		if !errors.Is(err, ErrAlreadyTerminal) || len(api.patches) != 0 {
+			t.Errorf("%s: err = %v, %d patches; want ErrAlreadyTerminal and no patch", phase, err, len(api.patches))
+		}
+	}
+}
+
+func TestReporterRefusesAReplacedStepRun(t *testing.T) {
+	api := &fakeStepRunAPI{sr: stepRunWith("", v1alpha1.StepRunPending), rv: 1}
+	r := newFakeReporter(t, api)
+	r.UID = "another-uid"
+	if err := r.ReportRunning(context.Background(), t0); err == nil || len(api.patches) != 0 {
+		t.Errorf("err = %v, %d patches; want an error and no patch", err, len(api.patches))
+	}
+}

@@ -1,0 +1,119 @@
+// Command helper plays main in the executor's tests. The test starts it chrooted into a temporary
+// directory, in its own mount namespace, with an empty environment. Like runc, it first sets up
+// its root filesystem, then execs itself with the environment given by -env (the marker): so it
+// is marked only once its root is final, as main is. With -newroot the root is a tmpfs that
+// exists only in its mount namespace: once the helper exits, that tmpfs is reachable only through
+// a held root fd. After the exec it prints "ready <child pid>" and waits for its stdin to close
+// (unless -exit-now).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func main() {
+	var writes, links, dirs, bigs, env multiFlag
+	newroot := flag.Bool("newroot", false, "chroot into a tmpfs private to this mount namespace")
+	proc := flag.Bool("proc", false, "with -newroot: mount procfs at /proc")
+	outputs := flag.Bool("outputs", false, "with -newroot: bind /outputs at /pnsflow/outputs")
+	spawn := flag.Bool("spawn", false, "start a child that inherits the environment")
+	child := flag.Bool("child", false, "be the spawned child: wait for stdin to close")
+	exitNow := flag.Bool("exit-now", false, "exit right after setting up")
+	code := flag.Int("exit", 0, "exit code")
+	flag.Var(&writes, "write", "path=content: write a file")
+	flag.Var(&links, "symlink", "path=target: make a symlink")
+	flag.Var(&dirs, "mkdir", "path: make a directory")
+	flag.Var(&bigs, "big", "path=size: write a file of size bytes")
+	flag.Var(&env, "env", "NAME=value: the environment after the exec")
+	phase2 := flag.Bool("phase2", false, "run after the exec")
+	flag.Parse()
+
+	if *child {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		return
+	}
+	if *phase2 {
+		run(*spawn, *exitNow, *code)
+		return
+	}
+	self, err := os.ReadFile("/helper")
+	must(err)
+	if *newroot {
+		must(syscall.Mount("tmpfs", "/newroot", "tmpfs", 0, "size=64m"))
+		must(os.WriteFile("/newroot/helper", self, 0o755))
+		if *outputs {
+			must(os.MkdirAll("/newroot/pnsflow/outputs", 0o755))
+			must(syscall.Mount("/outputs", "/newroot/pnsflow/outputs", "", syscall.MS_BIND, ""))
+		}
+		if *proc {
+			must(os.MkdirAll("/newroot/proc", 0o755))
+			must(syscall.Mount("proc", "/newroot/proc", "proc", 0, ""))
+		}
+		must(syscall.Chroot("/newroot"))
+		must(os.Chdir("/"))
+	}
+	for _, d := range dirs {
+		must(os.MkdirAll(d, 0o755))
+	}
+	for _, w := range writes {
+		p, content, _ := strings.Cut(w, "=")
+		must(os.MkdirAll(filepath.Dir(p), 0o755))
+		must(os.WriteFile(p, []byte(content), 0o644))
+	}
+	for _, b := range bigs {
+		p, size, _ := strings.Cut(b, "=")
+		n, err := strconv.Atoi(size)
+		must(err)
+		must(os.MkdirAll(filepath.Dir(p), 0o755))
+		must(os.WriteFile(p, []byte(strings.Repeat("x", n)), 0o644))
+	}
+	for _, l := range links {
+		p, target, _ := strings.Cut(l, "=")
+		must(os.MkdirAll(filepath.Dir(p), 0o755))
+		must(os.Symlink(target, p))
+	}
+	args := []string{"/helper", "-phase2", "-exit=" + strconv.Itoa(*code)}
+	if *spawn {
+		args = append(args, "-spawn")
+	}
+	if *exitNow {
+		args = append(args, "-exit-now")
+	}
+	must(syscall.Exec("/helper", args, env))
+}
+
+// run is the helper after its exec: main, marked.
+func run(spawn, exitNow bool, code int) {
+	childPID := 0
+	if spawn {
+		c := exec.Command("/helper", "-child")
+		c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stderr, os.Stderr // no /dev/null in the chroot
+		must(c.Start())
+		childPID = c.Process.Pid
+	}
+	fmt.Printf("ready %d\n", childPID)
+	if !exitNow {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+	}
+	os.Exit(code)
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		os.Exit(100)
+	}
+}
