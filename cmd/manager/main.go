@@ -26,6 +26,7 @@ func main() {
 	flag.Float64Var(&qps, "kube-api-qps", 500, "Client-side limit on requests per second to the API server.")
 	flag.IntVar(&o.Burst, "kube-api-burst", 1000, "Client-side burst of requests to the API server.")
 	flag.IntVar(&o.StepRunWorkers, "steprun-workers", 16, "StepRuns reconciled in parallel.")
+	flag.IntVar(&o.WorkflowRunWorkers, "workflowrun-workers", 4, "WorkflowRuns reconciled in parallel (each fans its creates out concurrently).")
 	flag.StringVar(&o.Pod.ExecutorImage, "executor-image", os.Getenv("PNSFLOW_EXECUTOR_IMAGE"), "Image of the pns-executor sidecar (env PNSFLOW_EXECUTOR_IMAGE).")
 	flag.StringVar(&pullPolicy, "executor-image-pull-policy", envOr("PNSFLOW_EXECUTOR_IMAGE_PULL_POLICY", string(corev1.PullIfNotPresent)), "Pull policy of the pns-executor image.")
 	flag.DurationVar(&o.Policy.ImagePullGrace, "image-pull-grace", o.Policy.ImagePullGrace, "How long a Pod may fail to pull an image before its run ends Error/ImagePullFailed.")

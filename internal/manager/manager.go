@@ -3,6 +3,7 @@
 package manager
 
 import (
+	"context"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/controller/steprun"
+	"github.com/pnsflow/pnsflow/internal/controller/workflowrun"
 	"github.com/pnsflow/pnsflow/internal/podspec"
 )
 
@@ -35,8 +37,11 @@ type Options struct {
 	Burst int
 	// StepRunWorkers bounds parallel StepRun reconciles.
 	StepRunWorkers int
-	Pod            podspec.Config
-	Policy         steprun.Policy
+	// WorkflowRunWorkers bounds parallel WorkflowRun reconciles (0 means 4). One run is never
+	// reconciled twice at once; its creates are concurrent within a reconcile.
+	WorkflowRunWorkers int
+	Pod                podspec.Config
+	Policy             steprun.Policy
 	// Clock is injected by tests; nil means the real clock.
 	Clock clock.PassiveClock
 	// SkipNameValidation lets tests start several managers in one process.
@@ -87,6 +92,20 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		MaxConcurrentReconciles: o.StepRunWorkers,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the steprun controller: %w", err)
+	}
+	if err := workflowrun.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+	workers := o.WorkflowRunWorkers
+	if workers <= 0 {
+		workers = 4
+	}
+	if err := (&workflowrun.Reconciler{
+		Client:                  mgr.GetClient(),
+		Clock:                   o.Clock,
+		MaxConcurrentReconciles: workers,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the workflowrun controller: %w", err)
 	}
 	if o.ProbeAddr != "" && o.ProbeAddr != "0" {
 		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

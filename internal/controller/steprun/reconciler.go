@@ -46,6 +46,7 @@ type Reconciler struct {
 
 // +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns,verbs=get;list;watch
 // +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods/attach,verbs=create

@@ -1,0 +1,54 @@
+package workflowrun
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// hashLen hex characters of sha256 (40 bits) keep truncated names of distinct StepRuns apart.
+const hashLen = 10
+
+// StepRunName is the deterministic name of one attempt of one item of a step:
+// <run>-<step>[-<item>][-r<attempt>], item -1 meaning "not a fan-out" and attempt 0 the first
+// try. A restarted controller computes the same name, so a repeated create is AlreadyExists,
+// never a second StepRun. A name longer than a DNS subdomain allows keeps a prefix and a hash of
+// the full name.
+func StepRunName(run, step string, item, attempt int) string {
+	name := run + "-" + step
+	if item >= 0 {
+		name += "-" + strconv.Itoa(item)
+	}
+	if attempt > 0 {
+		name += "-r" + strconv.Itoa(attempt)
+	}
+	if len(name) <= validation.DNS1123SubdomainMaxLength {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	keep := validation.DNS1123SubdomainMaxLength - 1 - hashLen
+	// A subdomain must end alphanumeric, so a cut just after '-' or '.' is trimmed back.
+	prefix := strings.TrimRight(name[:keep], "-.")
+	return prefix + "-" + hex.EncodeToString(sum[:])[:hashLen]
+}
+
+// suffixRE matches what StepRunName may append to a step name.
+var suffixRE = regexp.MustCompile(`^(r?[0-9]+)(-r[0-9]+)?$`)
+
+// nameClash reports two step names whose StepRuns could share a name: "a" item 1 and a step
+// "a-1" are both <run>-a-1.
+func nameClash(names []string) error {
+	for _, s := range names {
+		for _, t := range names {
+			if s != t && strings.HasPrefix(t, s+"-") && suffixRE.MatchString(t[len(s)+1:]) {
+				return fmt.Errorf("steps %q and %q could give their StepRuns the same name: rename one", s, t)
+			}
+		}
+	}
+	return nil
+}
