@@ -32,11 +32,23 @@ want_version() {
   esac
 }
 
+# version_of prints what a binary says its version is; kubeadm and kubectl have no --version flag.
+version_of() {
+  case "$(basename "$1")" in
+    kubeadm) "$1" version -o short ;;
+    kubectl) "$1" version --client ;;
+    *) "$1" --version ;;
+  esac
+}
+
 is_current() {
-  local bin="$1" c
+  local bin="$1" c out
   c="$(basename "$bin")"
   [ -x "$bin" ] || return 1
-  "$bin" --version 2>/dev/null | grep -qF "$(want_version "$c")"
+  # Capture first: `... | grep -q` can kill a multi-line writer with SIGPIPE, which pipefail turns
+  # into a spurious "not current" (etcd was rebuilt that way).
+  out="$(version_of "$bin" 2>/dev/null)" || return 1
+  grep -qF "$(want_version "$c")" <<<"$out"
 }
 
 if [ -n "${KUBEBUILDER_ASSETS:-}" ] && has_all "${KUBEBUILDER_ASSETS}"; then

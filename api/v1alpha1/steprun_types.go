@@ -329,6 +329,9 @@ type StepRun struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable after creation"
 	// +required
 	Spec StepRunSpec `json:"spec"`
+	// status reads Pending from creation without anyone writing it (a schema default), so the
+	// happy path costs no controller write; see docs/architecture.md.
+	// +kubebuilder:default={phase: Pending}
 	// +optional
 	Status StepRunStatus `json:"status,omitempty"`
 }

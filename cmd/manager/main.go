@@ -9,26 +9,26 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/pnsflow/pnsflow/internal/controller/steprun"
 	"github.com/pnsflow/pnsflow/internal/manager"
 )
 
 func main() {
-	o := manager.Options{Policy: steprun.DefaultPolicy}
+	// Every default comes from manager.DefaultOptions: the benchmark runs with the same values.
+	o := manager.DefaultOptions()
 	var qps float64
 	var pullPolicy string
-	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
-	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "Address the metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address the health and readiness probes bind to.")
 	flag.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader so only one manager acts at a time.")
 	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader lease (needed outside a cluster).")
 	// The API server's priority and fairness protects it; a low client-side limit (Argo's
 	// qps 20) is what makes wide fan-outs slow.
-	flag.Float64Var(&qps, "kube-api-qps", 500, "Client-side limit on requests per second to the API server.")
-	flag.IntVar(&o.Burst, "kube-api-burst", 1000, "Client-side burst of requests to the API server.")
-	flag.IntVar(&o.StepRunWorkers, "steprun-workers", 16, "StepRuns reconciled in parallel.")
-	flag.IntVar(&o.WorkflowRunWorkers, "workflowrun-workers", 4, "WorkflowRuns reconciled in parallel (each fans its creates out concurrently).")
+	flag.Float64Var(&qps, "kube-api-qps", float64(o.QPS), "Client-side limit on requests per second to the API server.")
+	flag.IntVar(&o.Burst, "kube-api-burst", o.Burst, "Client-side burst of requests to the API server.")
+	flag.IntVar(&o.StepRunWorkers, "steprun-workers", o.StepRunWorkers, "StepRuns reconciled in parallel.")
+	flag.IntVar(&o.WorkflowRunWorkers, "workflowrun-workers", o.WorkflowRunWorkers, "WorkflowRuns reconciled in parallel (each fans its creates out concurrently).")
 	flag.StringVar(&o.Pod.ExecutorImage, "executor-image", os.Getenv("PNSFLOW_EXECUTOR_IMAGE"), "Image of the pns-executor sidecar (env PNSFLOW_EXECUTOR_IMAGE).")
-	flag.StringVar(&pullPolicy, "executor-image-pull-policy", envOr("PNSFLOW_EXECUTOR_IMAGE_PULL_POLICY", string(corev1.PullIfNotPresent)), "Pull policy of the pns-executor image.")
+	flag.StringVar(&pullPolicy, "executor-image-pull-policy", envOr("PNSFLOW_EXECUTOR_IMAGE_PULL_POLICY", string(o.Pod.ExecutorImagePullPolicy)), "Pull policy of the pns-executor image.")
 	flag.DurationVar(&o.Policy.ImagePullGrace, "image-pull-grace", o.Policy.ImagePullGrace, "How long a Pod may fail to pull an image before its run ends Error/ImagePullFailed.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)

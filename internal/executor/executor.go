@@ -126,6 +126,7 @@ func New(o Options) (*Executor, error) {
 		return nil, err
 	}
 	reporter.UID = c.UID
+	reporter.Info = RunInfoOf(c)
 	e := &Executor{
 		Finder:    NewProcFinder(o.ProcRoot, c.UID),
 		Securer:   ProcSecurer{ProcRoot: o.ProcRoot, Marker: MarkerFor(c.UID)},

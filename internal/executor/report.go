@@ -12,11 +12,13 @@ import (
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
 // ErrAlreadyTerminal is returned when the StepRun already has a terminal phase: nothing is
@@ -103,27 +105,49 @@ type patchMeta struct {
 	ResourceVersion string `json:"resourceVersion"`
 }
 
-// patchStatus holds the fields the executor owns. podName and observedGeneration are the
-// controller's and are never sent.
+// patchStatus holds the fields the executor owns. It also sends podName and
+// observedGeneration: on the happy path no one else writes the StepRun's status.
 type patchStatus struct {
-	Phase      v1alpha1.StepRunPhase    `json:"phase"`
-	ExitCode   *int32                   `json:"exitCode,omitempty"`
-	StartedAt  *metav1.Time             `json:"startedAt,omitempty"`
-	FinishedAt *metav1.Time             `json:"finishedAt,omitempty"`
-	Duration   string                   `json:"duration,omitempty"`
-	Reason     string                   `json:"reason"`
-	Message    string                   `json:"message"`
-	Outputs    *v1alpha1.StepRunOutputs `json:"outputs,omitempty"`
+	Phase              v1alpha1.StepRunPhase    `json:"phase"`
+	PodName            string                   `json:"podName,omitempty"`
+	ObservedGeneration int64                    `json:"observedGeneration,omitempty"`
+	ExitCode           *int32                   `json:"exitCode,omitempty"`
+	StartedAt          *metav1.Time             `json:"startedAt,omitempty"`
+	FinishedAt         *metav1.Time             `json:"finishedAt,omitempty"`
+	Duration           string                   `json:"duration,omitempty"`
+	Reason             string                   `json:"reason"`
+	Message            string                   `json:"message"`
+	Outputs            *v1alpha1.StepRunOutputs `json:"outputs,omitempty"`
 	// Conditions are sent whole (a merge patch replaces a list): the current ones, with
 	// Succeeded set, so the controller's conditions are kept.
 	Conditions []metav1.Condition `json:"conditions"`
 }
 
+// RunInfo is what the executor knows of its run beyond the StepRun itself, from its config.
+type RunInfo struct {
+	Pod       string
+	Privilege executorconfig.Privilege
+}
+
+// RunInfoOf takes the RunInfo from the executor's config.
+func RunInfoOf(c executorconfig.Config) RunInfo {
+	return RunInfo{Pod: c.Pod, Privilege: c.Privilege}
+}
+
 // withPhase returns current's conditions with the Succeeded condition set to mirror phase
-// (v1alpha1's SetPhase), and the message as SetPhase caps it.
-func withPhase(current *v1alpha1.StepRun, phase v1alpha1.StepRunPhase, reason, msg string, now time.Time) (string, []metav1.Condition) {
+// (v1alpha1's SetPhase) and the ExecutorPrivileged condition recorded, and the message as
+// SetPhase caps it.
+func withPhase(current *v1alpha1.StepRun, info RunInfo, phase v1alpha1.StepRunPhase, reason, msg string, now time.Time) (string, []metav1.Condition) {
 	st := current.Status.DeepCopy()
 	st.SetPhase(phase, reason, msg, current.Generation, now)
+	if p := info.Privilege; p.Reason != "" {
+		cond := metav1.Condition{Type: v1alpha1.ConditionExecutorPrivileged, Status: metav1.ConditionFalse,
+			Reason: p.Reason, Message: p.Message, ObservedGeneration: current.Generation, LastTransitionTime: metav1.NewTime(now)}
+		if p.Privileged {
+			cond.Status = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, cond)
+	}
 	return st.Message, st.Conditions
 }
 
@@ -136,16 +160,18 @@ func timePtr(t time.Time) *metav1.Time {
 }
 
 // RunningPatch is the merge patch that reports main running since startedAt.
-func RunningPatch(current *v1alpha1.StepRun, startedAt, now time.Time) ([]byte, error) {
-	msg, conds := withPhase(current, v1alpha1.StepRunRunning, v1alpha1.ReasonRunning, "main is running", now)
+func RunningPatch(current *v1alpha1.StepRun, info RunInfo, startedAt, now time.Time) ([]byte, error) {
+	msg, conds := withPhase(current, info, v1alpha1.StepRunRunning, v1alpha1.ReasonRunning, "main is running", now)
 	p := statusPatch{
 		Metadata: patchMeta{ResourceVersion: current.ResourceVersion},
 		Status: patchStatus{
-			Phase:      v1alpha1.StepRunRunning,
-			StartedAt:  timePtr(startedAt),
-			Reason:     v1alpha1.ReasonRunning,
-			Message:    msg,
-			Conditions: conds,
+			Phase:              v1alpha1.StepRunRunning,
+			PodName:            info.Pod,
+			ObservedGeneration: current.Generation,
+			StartedAt:          timePtr(startedAt),
+			Reason:             v1alpha1.ReasonRunning,
+			Message:            msg,
+			Conditions:         conds,
 		},
 	}
 	return json.Marshal(p)
@@ -153,20 +179,22 @@ func RunningPatch(current *v1alpha1.StepRun, startedAt, now time.Time) ([]byte, 
 
 // TerminalPatch is the merge patch that reports o. The Succeeded condition mirrors the phase in
 // the same patch, so the two never disagree.
-func TerminalPatch(current *v1alpha1.StepRun, o Outcome, now time.Time) ([]byte, error) {
+func TerminalPatch(current *v1alpha1.StepRun, info RunInfo, o Outcome, now time.Time) ([]byte, error) {
 	if !o.Phase.IsTerminal() {
 		return nil, fmt.Errorf("reporting phase %q: not a terminal phase", o.Phase)
 	}
-	msg, conds := withPhase(current, o.Phase, o.Reason, o.Message, now)
+	msg, conds := withPhase(current, info, o.Phase, o.Reason, o.Message, now)
 	st := patchStatus{
-		Phase:      o.Phase,
-		ExitCode:   o.ExitCode,
-		StartedAt:  timePtr(o.StartedAt),
-		FinishedAt: timePtr(o.FinishedAt),
-		Duration:   v1alpha1.FormatDuration(o.Duration),
-		Reason:     o.Reason,
-		Message:    msg,
-		Conditions: conds,
+		Phase:              o.Phase,
+		PodName:            info.Pod,
+		ObservedGeneration: current.Generation,
+		ExitCode:           o.ExitCode,
+		StartedAt:          timePtr(o.StartedAt),
+		FinishedAt:         timePtr(o.FinishedAt),
+		Duration:           v1alpha1.FormatDuration(o.Duration),
+		Reason:             o.Reason,
+		Message:            msg,
+		Conditions:         conds,
 	}
 	if len(o.Parameters) > 0 || o.Result != nil {
 		st.Outputs = &v1alpha1.StepRunOutputs{Parameters: o.Parameters, Result: o.Result}
@@ -182,6 +210,8 @@ type Reporter struct {
 	// UID, when set, must be the StepRun's: a StepRun deleted and made again under the same
 	// name is another run, and is not written to.
 	UID string
+	// Info is written along with every report: the Pod's name and the executor's privileges.
+	Info RunInfo
 	// Now is the clock of the conditions' lastTransitionTime.
 	Now func() time.Time
 	// MaxConflicts bounds the re-reads after 409 Conflict; MaxRetries the retries of transient
@@ -223,14 +253,14 @@ func (r *Reporter) Get(ctx context.Context) (*v1alpha1.StepRun, error) {
 // ReportRunning patches phase Running with main's start time.
 func (r *Reporter) ReportRunning(ctx context.Context, startedAt time.Time) error {
 	return r.update(ctx, func(cur *v1alpha1.StepRun) ([]byte, error) {
-		return RunningPatch(cur, startedAt, r.Now())
+		return RunningPatch(cur, r.Info, startedAt, r.Now())
 	})
 }
 
 // ReportTerminal patches the terminal outcome.
 func (r *Reporter) ReportTerminal(ctx context.Context, o Outcome) error {
 	return r.update(ctx, func(cur *v1alpha1.StepRun) ([]byte, error) {
-		return TerminalPatch(cur, o, r.Now())
+		return TerminalPatch(cur, r.Info, o, r.Now())
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
 var (
@@ -161,20 +162,25 @@ func decodeJSON(t *testing.T, b []byte) map[string]any {
 
 func TestRunningPatch(t *testing.T) {
 	now := t0.Add(5 * time.Second)
-	b, err := RunningPatch(stepRunWith("7", v1alpha1.StepRunPending, privileged), t0, now)
+	// The config says root with SYS_PTRACE; the condition already there says otherwise: the
+	// executor's own knowledge wins and the transition time moves.
+	info := RunInfo{Pod: "sr-pod", Privilege: executorconfig.Privilege{Privileged: true, Reason: "UIDOrGIDUnknown", Message: "runs as root"}}
+	b, err := RunningPatch(stepRunWith("7", v1alpha1.StepRunPending, privileged), info, t0, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]any{
 		"metadata": map[string]any{"resourceVersion": "7"},
 		"status": map[string]any{
-			"phase":     "Running",
-			"startedAt": "2026-05-01T10:00:00Z",
-			"reason":    "Running",
-			"message":   "main is running",
+			"phase":              "Running",
+			"podName":            "sr-pod",
+			"observedGeneration": float64(2),
+			"startedAt":          "2026-05-01T10:00:00Z",
+			"reason":             "Running",
+			"message":            "main is running",
 			"conditions": []any{
-				map[string]any{"type": "ExecutorPrivileged", "status": "False", "reason": "UIDAndGIDKnown",
-					"message": "runs as main's UID/GID", "lastTransitionTime": "2026-05-01T10:00:00Z"},
+				map[string]any{"type": "ExecutorPrivileged", "status": "True", "reason": "UIDOrGIDUnknown",
+					"message": "runs as root", "observedGeneration": float64(2), "lastTransitionTime": "2026-05-01T10:00:05Z"},
 				map[string]any{"type": "Succeeded", "status": "Unknown", "reason": "Running",
 					"message": "main is running", "observedGeneration": float64(2),
 					"lastTransitionTime": "2026-05-01T10:00:05Z"},
@@ -203,7 +209,7 @@ func TestTerminalPatch(t *testing.T) {
 		want: map[string]any{
 			"metadata": map[string]any{"resourceVersion": "9"},
 			"status": map[string]any{
-				"phase": "Succeeded", "exitCode": float64(0),
+				"phase": "Succeeded", "exitCode": float64(0), "podName": "sr-pod", "observedGeneration": float64(2),
 				"startedAt": "2026-05-01T10:00:00Z", "finishedAt": "2026-05-01T10:01:02Z", "duration": "1m2s",
 				"reason": "Succeeded", "message": "main exited with code 0",
 				"outputs": map[string]any{
@@ -212,7 +218,7 @@ func TestTerminalPatch(t *testing.T) {
 				},
 				"conditions": []any{
 					map[string]any{"type": "ExecutorPrivileged", "status": "False", "reason": "UIDAndGIDKnown",
-						"message": "runs as main's UID/GID", "lastTransitionTime": "2026-05-01T10:00:00Z"},
+						"message": "runs as main's UID/GID", "observedGeneration": float64(2), "lastTransitionTime": "2026-05-01T10:00:00Z"},
 					map[string]any{"type": "Succeeded", "status": "True", "reason": "Succeeded",
 						"message": "main exited with code 0", "observedGeneration": float64(2),
 						"lastTransitionTime": "2026-05-01T10:01:03Z"},
@@ -226,11 +232,11 @@ func TestTerminalPatch(t *testing.T) {
 		want: map[string]any{
 			"metadata": map[string]any{"resourceVersion": "9"},
 			"status": map[string]any{
-				"phase": "Error", "exitCode": float64(137), "finishedAt": "2026-05-01T10:01:02Z",
+				"phase": "Error", "exitCode": float64(137), "finishedAt": "2026-05-01T10:01:02Z", "podName": "sr-pod", "observedGeneration": float64(2),
 				"reason": "OOMKilled", "message": "oom",
 				"conditions": []any{
 					map[string]any{"type": "ExecutorPrivileged", "status": "False", "reason": "UIDAndGIDKnown",
-						"message": "runs as main's UID/GID", "lastTransitionTime": "2026-05-01T10:00:00Z"},
+						"message": "runs as main's UID/GID", "observedGeneration": float64(2), "lastTransitionTime": "2026-05-01T10:00:00Z"},
 					map[string]any{"type": "Succeeded", "status": "False", "reason": "OOMKilled",
 						"message": "oom", "observedGeneration": float64(2),
 						"lastTransitionTime": "2026-05-01T10:01:03Z"},
@@ -240,7 +246,9 @@ func TestTerminalPatch(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := TerminalPatch(stepRunWith("9", v1alpha1.StepRunRunning, privileged, running), tt.outcome, now)
+			// Same privilege as already recorded: its transition time stays.
+			info := RunInfo{Pod: "sr-pod", Privilege: executorconfig.Privilege{Reason: "UIDAndGIDKnown", Message: "runs as main's UID/GID"}}
+			b, err := TerminalPatch(stepRunWith("9", v1alpha1.StepRunRunning, privileged, running), info, tt.outcome, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -249,7 +257,7 @@ func TestTerminalPatch(t *testing.T) {
 			}
 		})
 	}
-	if _, err := TerminalPatch(stepRunWith("9", v1alpha1.StepRunRunning), Outcome{Phase: v1alpha1.StepRunRunning}, now); err == nil {
+	if _, err := TerminalPatch(stepRunWith("9", v1alpha1.StepRunRunning), RunInfo{}, Outcome{Phase: v1alpha1.StepRunRunning}, now); err == nil {
 		t.Error("TerminalPatch with phase Running should fail")
 	}
 }

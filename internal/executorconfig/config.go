@@ -51,6 +51,16 @@ type Config struct {
 	// Stdin is true when the StepRun has spec.stdin; the executor then reads it from the StepRun
 	// and writes it to main through the attach API.
 	Stdin bool `json:"stdin,omitempty"`
+	// Privilege is the Pod builder's decision on the executor's privileges, which the executor
+	// records on the StepRun (the ExecutorPrivileged condition) in its first report.
+	Privilege Privilege `json:"privilege"`
+}
+
+// Privilege says whether the executor runs as root with SYS_PTRACE, and why.
+type Privilege struct {
+	Privileged bool   `json:"privileged"`
+	Reason     string `json:"reason"`
+	Message    string `json:"message"`
 }
 
 // Output is one output parameter to collect.

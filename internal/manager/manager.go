@@ -26,7 +26,40 @@ import (
 	"github.com/pnsflow/pnsflow/internal/podspec"
 )
 
-// Options are the manager's settings; cmd/manager fills them from flags.
+// The shipped defaults. cmd/manager's flags default to these (through DefaultOptions), and the
+// fan-out benchmark (test/bench) runs with them, so what is measured is what ships.
+const (
+	DefaultMetricsAddr = ":8080"
+	DefaultProbeAddr   = ":8081"
+	// DefaultQPS and DefaultBurst are the client-side limits towards the API server. The API
+	// server's priority and fairness protects it; a low client-side limit (Argo's qps 20) is
+	// what makes wide fan-outs slow.
+	DefaultQPS   = 500
+	DefaultBurst = 1000
+	// DefaultStepRunWorkers StepRuns are reconciled in parallel (each creates one Pod).
+	DefaultStepRunWorkers = 16
+	// DefaultWorkflowRunWorkers WorkflowRuns are reconciled in parallel; each fans its
+	// creates out concurrently (workflowrun.DefaultCreateConcurrency).
+	DefaultWorkflowRunWorkers = 4
+)
+
+// DefaultOptions returns the shipped settings; callers set what has no default (the executor
+// image) and override what they must.
+func DefaultOptions() Options {
+	return Options{
+		MetricsAddr:        DefaultMetricsAddr,
+		ProbeAddr:          DefaultProbeAddr,
+		QPS:                DefaultQPS,
+		Burst:              DefaultBurst,
+		StepRunWorkers:     DefaultStepRunWorkers,
+		WorkflowRunWorkers: DefaultWorkflowRunWorkers,
+		Pod:                podspec.Config{ExecutorImagePullPolicy: corev1.PullIfNotPresent},
+		Policy:             steprun.DefaultPolicy,
+	}
+}
+
+// Options are the manager's settings; cmd/manager fills them from flags. Zero QPS, Burst and
+// worker counts mean the defaults above.
 type Options struct {
 	MetricsAddr, ProbeAddr string
 	LeaderElect            bool
@@ -37,7 +70,7 @@ type Options struct {
 	Burst int
 	// StepRunWorkers bounds parallel StepRun reconciles.
 	StepRunWorkers int
-	// WorkflowRunWorkers bounds parallel WorkflowRun reconciles (0 means 4). One run is never
+	// WorkflowRunWorkers bounds parallel WorkflowRun reconciles. One run is never
 	// reconciled twice at once; its creates are concurrent within a reconcile.
 	WorkflowRunWorkers int
 	Pod                podspec.Config
@@ -69,6 +102,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.withDefaults()
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = o.QPS, o.Burst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -96,14 +130,10 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := workflowrun.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
-	workers := o.WorkflowRunWorkers
-	if workers <= 0 {
-		workers = 4
-	}
 	if err := (&workflowrun.Reconciler{
 		Client:                  mgr.GetClient(),
 		Clock:                   o.Clock,
-		MaxConcurrentReconciles: workers,
+		MaxConcurrentReconciles: o.WorkflowRunWorkers,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the workflowrun controller: %w", err)
 	}
@@ -116,6 +146,23 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		}
 	}
 	return mgr, nil
+}
+
+// withDefaults fills the zero values that would otherwise mean client-go's or
+// controller-runtime's own defaults (5 QPS, one worker): never what ships.
+func (o *Options) withDefaults() {
+	if o.QPS <= 0 {
+		o.QPS = DefaultQPS
+	}
+	if o.Burst <= 0 {
+		o.Burst = DefaultBurst
+	}
+	if o.StepRunWorkers <= 0 {
+		o.StepRunWorkers = DefaultStepRunWorkers
+	}
+	if o.WorkflowRunWorkers <= 0 {
+		o.WorkflowRunWorkers = DefaultWorkflowRunWorkers
+	}
 }
 
 // CacheOptions keeps the manager's memory flat at wide fan-outs: it caches only the Pods that

@@ -264,6 +264,7 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 		Outputs:   outputs,
 		Mounts:    cfgMounts,
 		Stdin:     spec.Stdin != nil,
+		Privilege: privilegeOf(sr),
 	}.Encode()
 	if err != nil {
 		return corev1.Container{}, err

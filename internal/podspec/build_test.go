@@ -106,6 +106,8 @@ func TestBuildMinimal(t *testing.T) {
 	cfgJSON, err := executorconfig.Config{
 		StepRun: "hello", Namespace: "team-a", UID: "uid-1", Pod: "hello-pod",
 		Mounts: []executorconfig.Mount{{MainPath: "/pnsflow/outputs", ExecutorPath: "/pnsflow/outputs"}},
+		Privilege: executorconfig.Privilege{Privileged: true, Reason: v1alpha1.ReasonUIDOrGIDUnknown,
+			Message: "main's UID and GID are unknown (set runAsUser and runAsGroup); the executor runs as root with SYS_PTRACE"},
 	}.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -526,6 +528,8 @@ func TestExecutorConfig(t *testing.T) {
 			{Name: "b", Path: "/tmp/b", Default: new("none")},
 		},
 		Mounts: []executorconfig.Mount{{MainPath: "/pnsflow/outputs", ExecutorPath: "/pnsflow/outputs"}},
+		Privilege: executorconfig.Privilege{Privileged: true, Reason: v1alpha1.ReasonUIDOrGIDUnknown,
+			Message: "main's UID and GID are unknown (set runAsUser and runAsGroup); the executor runs as root with SYS_PTRACE"},
 	}
 	if diff := cmp.Diff(want, executorConfig(t, mustBuild(t, sr, testCfg))); diff != "" {
 		t.Errorf("executor config (-want +got):\n%s", diff)

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
 // mainIDs returns the UID and GID main will run as, when the StepRun fixes them: the container's
@@ -50,6 +51,11 @@ func ExecutorPrivileged(sr *v1alpha1.StepRun) (privileged bool, reason, message 
 		return true, v1alpha1.ReasonMainRunsAsRoot, "main runs as UID 0; the executor runs as root with SYS_PTRACE"
 	}
 	return false, v1alpha1.ReasonUIDAndGIDKnown, fmt.Sprintf("the executor runs as main's UID %d and GID %d with no capabilities", *uid, *gid)
+}
+
+func privilegeOf(sr *v1alpha1.StepRun) executorconfig.Privilege {
+	privileged, reason, message := ExecutorPrivileged(sr)
+	return executorconfig.Privilege{Privileged: privileged, Reason: reason, Message: message}
 }
 
 // executorSecurityContext applies ExecutorPrivileged's decision. Both variants keep the root

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/executor"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 	"github.com/pnsflow/pnsflow/internal/podspec"
 	. "github.com/pnsflow/pnsflow/internal/testutil"
 )
@@ -76,13 +77,40 @@ var _ = Describe("The executor against a real API server", func() {
 		Expect(st.FinishedAt).NotTo(BeNil())
 		Expect(st.Duration).NotTo(BeEmpty())
 		Expect(meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionSucceeded)).To(BeTrue())
-		Expect(meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionExecutorPrivileged)).NotTo(BeNil(),
-			"the executor's patch keeps the controller's conditions")
 
 		By("the controller agreeing: no mismatch, no second write of the phase")
 		setPodStatus(sr, corev1.PodSucceeded, exited(0, "Completed"), exited(0, "Completed"))
 		Consistently(statusOf(sr), "1s").Should(And(ended(v1alpha1.StepRunSucceeded, v1alpha1.ReasonSucceeded),
 			HaveField("Conditions", Not(ContainElement(HaveField("Type", v1alpha1.ConditionExitCodeMismatch))))))
+	})
+
+	It("records the Pod and the executor's privileges with its first report", func() {
+		for _, tc := range []struct {
+			name       string
+			gid        *int64
+			privileged metav1.ConditionStatus
+			reason     string
+		}{
+			{"unprivileged", gid1000, metav1.ConditionFalse, v1alpha1.ReasonUIDAndGIDKnown},
+			{"ptrace", nil, metav1.ConditionTrue, v1alpha1.ReasonUIDOrGIDUnknown},
+		} {
+			sr := create(MakeStepRun(tc.name, ns).RunAs(uid1000, tc.gid).Obj())
+			pod := pending(sr)
+			// The executor's own configuration, as the Pod carries it.
+			conf, err := executorconfig.Decode(envOf(pod.Spec.Containers[0], executorconfig.ConfigEnv))
+			Expect(err).NotTo(HaveOccurred())
+			rep := reporterFor(sr)
+			rep.Info = executor.RunInfoOf(conf)
+			Expect(rep.ReportRunning(ctx, time.Now())).To(Succeed())
+			Eventually(statusOf(sr)).Should(And(
+				ended(v1alpha1.StepRunRunning, v1alpha1.ReasonRunning),
+				HaveField("PodName", pod.Name),
+				HaveField("ObservedGeneration", sr.Generation),
+				HaveField("Conditions", ContainElement(And(
+					HaveField("Type", v1alpha1.ConditionExecutorPrivileged),
+					HaveField("Status", tc.privileged),
+					HaveField("Reason", tc.reason))))))
+		}
 	})
 
 	It("reports Failed with main's exit code", func() {
@@ -128,3 +156,12 @@ var _ = Describe("The executor against a real API server", func() {
 		Expect(statusOf(sr)(Default).Phase).To(Equal(v1alpha1.StepRunPending))
 	})
 })
+
+func envOf(c corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -42,6 +44,10 @@ type Reconciler struct {
 	MaxConcurrentReconciles int
 
 	identities *identities
+	// created remembers the Pods this manager made (StepRun key → UID) until their run is
+	// terminal, so a Pod deleted before its executor reported is recognised as deleted rather
+	// than made again. The executor's first report records podName, which survives restarts.
+	created sync.Map
 }
 
 // +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns,verbs=get;list;watch
@@ -60,6 +66,9 @@ type Reconciler struct {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	sr := &v1alpha1.StepRun{}
 	if err := r.Client.Get(ctx, req.NamespacedName, sr); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.created.Delete(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !sr.DeletionTimestamp.IsZero() {
@@ -70,12 +79,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	if sr.Status.Phase.IsTerminal() {
+		r.created.Delete(req.NamespacedName)
 		return r.recordExitCodeMismatch(ctx, sr, pod)
 	}
 	if pod == nil {
-		if sr.Status.PodName != "" {
+		if sr.Status.PodName != "" || r.madePod(sr) {
 			return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonPodDeleted,
-				fmt.Sprintf("pod %s was deleted before the run reported a result", sr.Status.PodName)))
+				fmt.Sprintf("pod %s was deleted before the run reported a result", podspec.PodName(sr.Name))))
 		}
 		return r.createPod(ctx, sr)
 	}
@@ -85,9 +95,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if outcome, next := Decide(sr, pod, r.Clock.Now(), r.Policy); outcome != nil {
 		return r.finish(ctx, sr, pod, outcome)
-	} else if sr.Status.Phase == "" {
-		// The Pod exists but Pending was never written (the manager restarted in between).
-		return r.markPending(ctx, sr, pod.Name)
 	} else {
 		return ctrl.Result{RequeueAfter: next}, nil
 	}
@@ -122,8 +129,10 @@ func (r *Reconciler) createPod(ctx context.Context, sr *v1alpha1.StepRun) (ctrl.
 	switch {
 	case err == nil:
 		log.V(1).Info("Created pod", "pod", klog.KObj(pod))
+		r.created.Store(client.ObjectKeyFromObject(sr), sr.UID)
 	case apierrors.IsAlreadyExists(err):
 		// A previous reconcile created it and our cache has not seen it yet: never a second Pod.
+		r.created.Store(client.ObjectKeyFromObject(sr), sr.UID)
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"):
 		return ctrl.Result{}, fmt.Errorf("creating pod: %w", err)
 	case apierrors.IsForbidden(err):
@@ -134,24 +143,15 @@ func (r *Reconciler) createPod(ctx context.Context, sr *v1alpha1.StepRun) (ctrl.
 	default:
 		return ctrl.Result{}, fmt.Errorf("creating pod: %w", err)
 	}
-	return r.markPending(ctx, sr, pod.Name)
+	// No status write: the run reads Pending from its schema default, and the executor's first
+	// report records the Pod and its privileges. The happy path costs the controller one write.
+	return ctrl.Result{}, nil
 }
 
-// markPending is the controller's one write on the happy path: Pending, the Pod's name, and the
-// conditions it owns.
-func (r *Reconciler) markPending(ctx context.Context, sr *v1alpha1.StepRun, podName string) (ctrl.Result, error) {
-	base := sr.DeepCopy()
-	sr.Status.PodName = podName
-	sr.Status.ObservedGeneration = sr.Generation
-	sr.Status.SetPhase(v1alpha1.StepRunPending, v1alpha1.ReasonPodCreated, "", sr.Generation, r.Clock.Now())
-	privileged, reason, why := podspec.ExecutorPrivileged(sr)
-	cond := metav1.Condition{Type: v1alpha1.ConditionExecutorPrivileged, Status: metav1.ConditionFalse,
-		Reason: reason, Message: why, ObservedGeneration: sr.Generation}
-	if privileged {
-		cond.Status = metav1.ConditionTrue
-	}
-	meta.SetStatusCondition(&sr.Status.Conditions, cond)
-	return r.patchStatus(ctx, sr, base)
+// madePod reports whether this manager created the run's Pod.
+func (r *Reconciler) madePod(sr *v1alpha1.StepRun) bool {
+	uid, ok := r.created.Load(client.ObjectKeyFromObject(sr))
+	return ok && uid == sr.UID
 }
 
 // finish ends a run the executor cannot end, then removes a Pod that would otherwise linger
@@ -172,13 +172,19 @@ func (r *Reconciler) finish(ctx context.Context, sr *v1alpha1.StepRun, pod *core
 	sr.Status.SetTimes(started, &finished)
 	if pod != nil {
 		sr.Status.PodName = pod.Name
+	} else if o.Reason == v1alpha1.ReasonPodDeleted {
+		sr.Status.PodName = podspec.PodName(sr.Name)
 	}
 	sr.Status.ObservedGeneration = sr.Generation
 	sr.Status.SetPhase(o.Phase, o.Reason, o.Message, sr.Generation, finished)
 	if res, err := r.patchStatus(ctx, sr, base); err != nil || res.RequeueAfter > 0 {
 		return res, err
 	}
-	r.Recorder.Eventf(sr, pod, corev1.EventTypeWarning, o.Reason, "Finish", "%s", sr.Status.Message)
+	var related runtime.Object // a nil *Pod in the interface would be dereferenced
+	if pod != nil {
+		related = pod
+	}
+	r.Recorder.Eventf(sr, related, corev1.EventTypeWarning, o.Reason, "Finish", "%s", sr.Status.Message)
 	ctrl.LoggerFrom(ctx).Info("Ended run", "phase", o.Phase, "reason", o.Reason)
 	if pod != nil && pod.DeletionTimestamp.IsZero() && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
 		if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {

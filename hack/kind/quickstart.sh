@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The last part of `make quickstart` (after kind-up, images, kind-load and deploy): wait for the
+# manager, run the sample StepRun from config/samples and show `kubectl get stepruns -o wide`.
+# Exits non-zero unless the sample ends Succeeded.
+set -euo pipefail
+SCRIPT_NAME=quickstart
+# shellcheck source=hack/kind/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+EXECUTOR_IMG="${EXECUTOR_IMG:-pnsflow/pns-executor:dev}"
+NS=pnsflow-system
+SAMPLE=hello
+TIMEOUT="${QUICKSTART_TIMEOUT:-180}"
+
+KUBECTL_BIN="$(kubectl_bin)"
+k() { "${KUBECTL_BIN}" --context "kind-${KIND_CLUSTER_NAME}" "$@"; }
+
+# check_executor_settings: images loaded with `kind load` exist only in the node, so the manager
+# must not make kubelet pull the executor image (config/manager sets IfNotPresent).
+check_executor_settings() {
+  local env image policy
+  env="$(k -n "$NS" get deployment pnsflow-manager -o jsonpath='{range .spec.template.spec.containers[0].env[*]}{.name}={.value}{"\n"}{end}')"
+  image="$(sed -n 's/^PNSFLOW_EXECUTOR_IMAGE=//p' <<<"$env")"
+  policy="$(sed -n 's/^PNSFLOW_EXECUTOR_IMAGE_PULL_POLICY=//p' <<<"$env")"
+  log "manager: executor image ${image:-?}, pull policy ${policy:-?}"
+  [ "$image" = "${EXECUTOR_IMG}" ] || die "the manager's executor image is ${image:-unset}, want ${EXECUTOR_IMG}"
+  case "$policy" in
+    IfNotPresent | Never) ;;
+    *) die "PNSFLOW_EXECUTOR_IMAGE_PULL_POLICY is '${policy}': locally loaded images need IfNotPresent or Never" ;;
+  esac
+}
+
+# restart_if_stale: `kind load` of a rebuilt image under the same tag changes nothing in the
+# Deployment, so a running manager would keep the old binary; restart it when the image (saved by
+# hack/images/build.sh on every rebuild) is newer than the manager Pod.
+restart_if_stale() {
+  local tar="${BIN_DIR}/images/manager.tar" created
+  [ -f "$tar" ] || return 0
+  created="$(k -n "$NS" get pods -l app.kubernetes.io/name=pnsflow-manager \
+    -o jsonpath='{range .items[*]}{.metadata.creationTimestamp}{"\n"}{end}' | sort | head -n1)"
+  [ -n "$created" ] || return 0
+  if [ "$(date -d "$created" +%s)" -lt "$(stat -c %Y "$tar")" ]; then
+    log "the manager image was rebuilt after the manager Pod started: restarting it"
+    run k -n "$NS" rollout restart deployment/pnsflow-manager
+    run k -n "$NS" rollout status deployment/pnsflow-manager --timeout="${TIMEOUT}s"
+  fi
+}
+
+wait_terminal() {
+  local phase="" i
+  for ((i = 0; i < TIMEOUT; i++)); do
+    phase="$(k get steprun "$SAMPLE" -o jsonpath='{.status.phase}' 2>/dev/null || true)"
+    case "$phase" in Succeeded | Failed | Error) break ;; esac
+    sleep 1
+  done
+  echo "$phase"
+}
+
+main() {
+  run k -n "$NS" rollout status deployment/pnsflow-manager --timeout="${TIMEOUT}s"
+  restart_if_stale
+  check_executor_settings
+  # A StepRun's spec is immutable and a finished one stays finished: start the sample afresh.
+  run k delete steprun "$SAMPLE" --ignore-not-found --wait=true
+  (cd "${ROOT}" && go tool kustomize build config/samples) | run k apply -f -
+  local phase
+  phase="$(wait_terminal)"
+  echo
+  run k get stepruns -o wide
+  echo
+  if [ "$phase" != Succeeded ]; then
+    k describe steprun "$SAMPLE" >&2 || true
+    k get pods -l "workflows.pnsflow.dev/steprun=${SAMPLE}" -o wide >&2 || true
+    die "the sample StepRun ended '${phase:-not terminal after ${TIMEOUT}s}'"
+  fi
+  log "the sample StepRun ${SAMPLE} Succeeded; outputs: $(k get steprun "$SAMPLE" -o jsonpath='{.status.outputs.parameters}')"
+}
+
+main "$@"
