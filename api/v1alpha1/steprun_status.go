@@ -21,17 +21,20 @@ func (s *StepRunStatus) SetPhase(phase StepRunPhase, reason, message string, gen
 	case StepRunFailed, StepRunError:
 		cond = metav1.ConditionFalse
 	}
+	setSucceeded(&s.Conditions, cond, reason, string(phase), s.Message, generation, now)
+}
+
+// setSucceeded sets the Succeeded condition that mirrors a phase; the reason defaults to the
+// phase. A zero now lets meta.SetStatusCondition stamp the current time.
+func setSucceeded(conds *[]metav1.Condition, status metav1.ConditionStatus, reason, phase, message string, generation int64, now time.Time) {
 	if reason == "" {
-		reason = string(phase)
+		reason = phase
 	}
-	meta.SetStatusCondition(&s.Conditions, metav1.Condition{
-		Type:               ConditionSucceeded,
-		Status:             cond,
-		Reason:             reason,
-		Message:            s.Message,
-		ObservedGeneration: generation,
-		LastTransitionTime: metav1.NewTime(now),
-	})
+	c := metav1.Condition{Type: ConditionSucceeded, Status: status, Reason: reason, Message: message, ObservedGeneration: generation}
+	if !now.IsZero() {
+		c.LastTransitionTime = metav1.NewTime(now)
+	}
+	meta.SetStatusCondition(conds, c)
 }
 
 // SetTimes records when main started and finished and the rounded duration between them.

@@ -1,7 +1,8 @@
 package v1alpha1
 
 import (
-	"k8s.io/apimachinery/pkg/api/meta"
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -52,16 +53,7 @@ func (s *WorkflowRunStatus) SetPhase(phase WorkflowRunPhase, reason, message str
 	case WorkflowRunFailed, WorkflowRunError, WorkflowRunCancelled:
 		cond = metav1.ConditionFalse
 	}
-	if reason == "" {
-		reason = string(phase)
-	}
-	meta.SetStatusCondition(&s.Conditions, metav1.Condition{
-		Type:               ConditionSucceeded,
-		Status:             cond,
-		Reason:             reason,
-		Message:            s.Message,
-		ObservedGeneration: generation,
-	})
+	setSucceeded(&s.Conditions, cond, reason, string(phase), s.Message, generation, time.Time{})
 }
 
 // TruncateMessage cuts a message to n bytes without splitting a UTF-8 sequence.
