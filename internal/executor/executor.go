@@ -93,6 +93,8 @@ type Options struct {
 	REST   *rest.Config
 	// ProcRoot is the proc filesystem; "" means /proc.
 	ProcRoot string
+	// MainParent is main's parent pid as ProcRoot shows it: 0, the default, in a Pod.
+	MainParent int
 	// ReadySocket is the abstract socket to listen on when ready; "" means
 	// executorconfig.ReadySocket.
 	ReadySocket string
@@ -127,8 +129,10 @@ func New(o Options) (*Executor, error) {
 	}
 	reporter.UID = c.UID
 	reporter.Info = RunInfoOf(c)
+	finder := NewProcFinder(o.ProcRoot, c.UID)
+	finder.Parent = o.MainParent
 	e := &Executor{
-		Finder:    NewProcFinder(o.ProcRoot, c.UID),
+		Finder:    finder,
 		Securer:   ProcSecurer{ProcRoot: o.ProcRoot, Marker: MarkerFor(c.UID)},
 		Waiter:    PidfdWaiter{},
 		Pod:       pod,

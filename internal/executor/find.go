@@ -33,8 +33,11 @@ var ErrNotFound = errors.New("main's process was not found")
 func MarkerFor(uid string) string { return executorconfig.MarkerEnv + "=" + uid }
 
 // ProcFinder finds main's process by scanning a proc filesystem for the marker in each process's
-// environment. Every process main starts inherits the marker, so main is the marked process whose
-// parent is not marked (in the Pod its parent is outside the Pod's PID namespace: PPid 0).
+// environment. Main is the marked process whose parent is Parent: in the Pod, main's parent is the
+// runtime's shim, outside the Pod's PID namespace, so /proc shows PPid 0. "Marked and its parent
+// unmarked" is not enough: main's children inherit the marker, and so does a runtime hook that
+// runc init runs with main's environment before it execs main (kind's createContainer hook does):
+// such a hook is marked, its parent (runc init) is not yet, and its root is the node's.
 type ProcFinder struct {
 	// ProcRoot is the proc filesystem to scan, in the executor's own PID namespace.
 	ProcRoot string
@@ -42,6 +45,8 @@ type ProcFinder struct {
 	Marker string
 	// Self is skipped (the executor's own pid).
 	Self int
+	// Parent is main's parent pid as ProcRoot shows it: 0 in a Pod (the default).
+	Parent int
 	// FastInterval, FastFor and SlowInterval tune the polling; zero means the default.
 	FastInterval time.Duration
 	FastFor      time.Duration
@@ -71,7 +76,7 @@ func (f *ProcFinder) Find(ctx context.Context, firstScan func() error) (int, err
 	if slow <= 0 {
 		slow = DefaultSlowInterval
 	}
-	s := newScanner(f.ProcRoot, f.Marker, f.Self)
+	s := newScanner(f.ProcRoot, f.Marker, f.Self, f.Parent)
 	fastUntil := time.Now().Add(fastFor)
 	for first := true; ; first = false {
 		if err := ctx.Err(); err != nil {
@@ -111,7 +116,7 @@ func (f *ProcFinder) Find(ctx context.Context, firstScan func() error) (int, err
 
 // Scan looks once and reports main's pid if it is there.
 func (f *ProcFinder) Scan() (pid int, found bool, err error) {
-	pid, found, _, err = newScanner(f.ProcRoot, f.Marker, f.Self).scan()
+	pid, found, _, err = newScanner(f.ProcRoot, f.Marker, f.Self, f.Parent).scan()
 	return pid, found, err
 }
 
@@ -120,15 +125,16 @@ type scanner struct {
 	procRoot string
 	marker   []byte
 	self     int
+	parent   int
 	buf      []byte
 	seen     map[int]bool
 }
 
-func newScanner(procRoot, marker string, self int) *scanner {
-	return &scanner{procRoot: procRoot, marker: []byte(marker), self: self, buf: make([]byte, 16*1024)}
+func newScanner(procRoot, marker string, self, parent int) *scanner {
+	return &scanner{procRoot: procRoot, marker: []byte(marker), self: self, parent: parent, buf: make([]byte, 16*1024)}
 }
 
-// candidate is a marked process whose parent is not marked.
+// candidate is a marked process whose parent is main's parent.
 type candidate struct {
 	pid, startTicks int
 }
@@ -161,8 +167,8 @@ func (s *scanner) scan() (pid int, found, grew bool, err error) {
 		if err != nil {
 			continue // exited meanwhile
 		}
-		if ppid != 0 && (marked[ppid] || (!present[ppid] && ppid != s.self && s.isMarked(ppid))) {
-			continue // a child of main
+		if ppid != s.parent {
+			continue // a child of main, or a runtime hook running with main's environment
 		}
 		if best == nil || start < best.startTicks || (start == best.startTicks && p < best.pid) {
 			best = &candidate{pid: p, startTicks: start}

@@ -3,13 +3,18 @@ package executor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
 func testFinder(marker string) *ProcFinder {
-	return &ProcFinder{ProcRoot: "/proc", Marker: marker, Self: os.Getpid()}
+	// The helper processes are this test's children: their parent plays the Pod's shim.
+	return &ProcFinder{ProcRoot: "/proc", Marker: marker, Self: os.Getpid(), Parent: os.Getpid()}
 }
 
 func TestFindPicksMainNotItsMarkedChild(t *testing.T) {
@@ -18,7 +23,7 @@ func TestFindPicksMainNotItsMarkedChild(t *testing.T) {
 	if h.childPID == 0 {
 		t.Fatal("helper started no child")
 	}
-	s := newScanner("/proc", marker, os.Getpid())
+	s := newScanner("/proc", marker, os.Getpid(), os.Getpid())
 	if !s.isMarked(h.childPID) {
 		t.Fatalf("the child %d should inherit the marker", h.childPID)
 	}
@@ -162,10 +167,68 @@ func TestHasEnvEntry(t *testing.T) {
 // busy host that is most of a millisecond, in a Pod's PID namespace (pause, the executor, main)
 // about 15 µs. Try: unshare -pf --mount-proc ./executor.test -test.run - -test.bench Scan
 func BenchmarkScan(b *testing.B) {
-	s := newScanner("/proc", newMarker(), os.Getpid())
+	s := newScanner("/proc", newMarker(), os.Getpid(), os.Getpid())
 	for b.Loop() {
 		if _, _, _, err := s.scan(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// writeProc lays out a fake proc tree: pid → ppid and environment.
+func writeProc(t *testing.T, procs map[int]fakeProcess) string {
+	t.Helper()
+	root := t.TempDir()
+	for pid, p := range procs {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// /proc/<pid>/stat: pid (comm) state ppid ... starttime (field 22).
+		fields := make([]string, 20)
+		for i := range fields {
+			fields[i] = "0"
+		}
+		fields[0], fields[1], fields[19] = "S", strconv.Itoa(p.ppid), strconv.Itoa(pid)
+		stat := fmt.Sprintf("%d (%s) %s\n", pid, p.comm, strings.Join(fields, " "))
+		env := strings.Join(p.env, "\x00") + "\x00"
+		for name, data := range map[string]string{"stat": stat, "environ": env} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return root
+}
+
+type fakeProcess struct {
+	comm string
+	ppid int
+	env  []string
+}
+
+// In a Pod, runc init may run a runtime hook (kind's createContainer hook) with main's
+// environment before it execs main; the hook's root is the node's. Only the process whose parent
+// is outside the Pod's PID namespace (PPid 0) is main.
+func TestScanTakesOnlyTheProcessWhoseParentIsOutsideThePod(t *testing.T) {
+	marker := MarkerFor("uid-1")
+	pod := map[int]fakeProcess{
+		1:  {comm: "pause", env: []string{"PATH=/"}},
+		7:  {comm: "pns-executor", env: []string{"PNSFLOW_EXECUTOR_CONFIG={}"}},
+		19: {comm: "runc:[2:INIT]", env: []string{"_LIBCONTAINER_INITPIPE=3"}},
+		25: {comm: "mount-product-f", ppid: 19, env: []string{"PATH=/bin", marker}},
+	}
+	f := &ProcFinder{ProcRoot: writeProc(t, pod), Marker: marker, Self: 7}
+	if pid, found, err := f.Scan(); err != nil || found {
+		t.Fatalf("Scan = %d, %v, %v: took the runtime hook for main", pid, found, err)
+	}
+
+	// runc init has exec'd main (same pid, now marked); main has started a child.
+	pod[19] = fakeProcess{comm: "sh", env: []string{marker}}
+	pod[30] = fakeProcess{comm: "sleep", ppid: 19, env: []string{marker}}
+	delete(pod, 25)
+	f.ProcRoot = writeProc(t, pod)
+	if pid, found, err := f.Scan(); err != nil || !found || pid != 19 {
+		t.Fatalf("Scan = %d, %v, %v; want main, pid 19", pid, found, err)
 	}
 }

@@ -115,6 +115,7 @@ func TestNewRunEndToEnd(t *testing.T) {
 	dir := t.TempDir() // main's chroot; dir/outputs is the outputs emptyDir
 	socket := "@pnsflow-test-e2e-" + uid
 	e, err := New(Options{
+		MainParent: os.Getpid(), // the helper is this test's child; in a Pod main's parent shows as 0
 		Config: executorconfig.Config{
 			StepRun: "sr", Namespace: "ns", UID: uid, Pod: "p",
 			Outputs: []executorconfig.Output{

@@ -71,7 +71,7 @@ func (s ProcSecurer) Secure(pid int) (*MainProcess, error) {
 	pidfd := os.NewFile(uintptr(pfd), "pidfd:"+strconv.Itoa(pid))
 	dir := filepath.Join(s.ProcRoot, strconv.Itoa(pid))
 
-	sc := newScanner(s.ProcRoot, s.Marker, 0)
+	sc := newScanner(s.ProcRoot, s.Marker, 0, 0)
 	if !sc.isMarked(pid) {
 		// An exited main (a zombie) has an empty environ too.
 		alive, _ := pidfdAlive(pfd)

@@ -85,7 +85,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if pod == nil {
 		if sr.Status.PodName != "" || r.madePod(sr) {
 			return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonPodDeleted,
-				fmt.Sprintf("pod %s was deleted before the run reported a result", podspec.PodName(sr.Name))))
+				PodDeletedMessage(podspec.PodName(sr.Name))))
 		}
 		return r.createPod(ctx, sr)
 	}

@@ -59,6 +59,14 @@ func Decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 		}
 	}
 
+	if !pod.DeletionTimestamp.IsZero() {
+		// Deleted while running: kubelet stops both containers and publishes no exit code for
+		// main in time for the executor, so the deletion, not the executor, is the cause.
+		if mainDone && executorDone || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
+			return withMain(errorOutcome(v1alpha1.ReasonPodDeleted, PodDeletedMessage(pod.Name)), main), 0
+		}
+		return nil, 0 // the executor may still report within its grace period
+	}
 	if mainDone && executorDone {
 		// Both containers are gone and no terminal report arrived: the executor died first or
 		// failed to report. main's exit code still comes from kubelet.
@@ -141,6 +149,11 @@ func pullWaitRemaining(pod *corev1.Pod, now time.Time, p Policy) time.Duration {
 		}
 	}
 	return 0
+}
+
+// PodDeletedMessage explains a run whose Pod was deleted before it reported.
+func PodDeletedMessage(pod string) string {
+	return fmt.Sprintf("pod %s was deleted before the run reported a result", pod)
 }
 
 func errorOutcome(reason, message string) *Outcome {

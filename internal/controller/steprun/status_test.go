@@ -86,6 +86,14 @@ func TestDecide(t *testing.T) {
 			pod: testPod(podPhase(corev1.PodFailed, ""), container("pns-executor", exited(1, "Error")), container("main", waiting("PodInitializing"))),
 			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonExecutorLost,
 				Message: "the executor ended (exit code 1, Error) before main started"}},
+		{name: "deleted while running: kubelet stopped both, main's exit code kept", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: t0.Add(2 * time.Second)} },
+				podPhase(corev1.PodFailed, ""), container("pns-executor", exited(3, "Error")), container("main", exited(143, "Error"))),
+			want: withTimes(Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonPodDeleted,
+				Message: "pod s-pod was deleted before the run reported a result"}, 143)},
+		{name: "being deleted, containers still stopping: the executor may yet report", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: t0.Add(2 * time.Second)} },
+				container("pns-executor", running()), container("main", exited(143, "Error")))},
 		{name: "evicted", sr: stepRun(v1alpha1.StepRunRunning, nil),
 			pod: testPod(func(p *corev1.Pod) {
 				p.Status.Phase, p.Status.Reason, p.Status.Message = corev1.PodFailed, "Evicted", "low on memory"
