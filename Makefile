@@ -140,3 +140,36 @@ quickstart: ## kind-up, images, kind-load, deploy, then run the sample StepRun a
 	$(MAKE) images kind-load
 	$(MAKE) deploy KUBECTL="$(QUICKSTART_KUBECTL)"
 	$(KIND_ENV) KUBECTL="$(QUICKSTART_KUBECTL)" hack/kind/quickstart.sh
+
+##@ End-to-end on the kind cluster
+# test/e2e (build tag e2e) runs against the cluster in KUBECONFIG (its current context) with the
+# operator deployed and the test images loaded: run `make quickstart` first. Every case asserts
+# through the API in a namespace of its own; bench-e2e is the Ginkgo label `bench`, kept out of
+# test-e2e. E2E_KUBECTL is the real kubectl the printer-column case runs (built into bin/k8s
+# like the envtest binaries when missing).
+E2E_KUBECTL  ?= $(shell hack/envtest-assets.sh kubectl)/kubectl
+E2E_TIMEOUT  ?= 45m
+E2E_FLAGS    ?=
+E2E_ENV       = E2E_KUBECTL="$(E2E_KUBECTL)" E2E_BUSYBOX_IMG="$(BUSYBOX_IMG)" E2E_ENTRYPOINT_IMG="$(ENTRYPOINT_IMG)"
+
+.PHONY: test-e2e
+test-e2e: ## Run the e2e suite (test/e2e) on the cluster in KUBECONFIG; make quickstart first.
+	$(E2E_ENV) go test -tags e2e ./test/e2e -count=1 -timeout $(E2E_TIMEOUT) -v -ginkgo.v \
+		-ginkgo.label-filter='!bench' $(E2E_FLAGS)
+
+.PHONY: bench-e2e
+bench-e2e: ## Measure StepRuns against bare Pods on that cluster; the table also goes to bin/e2e/.
+	$(E2E_ENV) E2E_BENCH_OUT="$(LOCALBIN)/e2e/bench-e2e.txt" go test -tags e2e ./test/e2e -run TestE2E \
+		-count=1 -timeout $(E2E_TIMEOUT) -v -ginkgo.v -ginkgo.label-filter=bench $(E2E_FLAGS)
+
+##@ Fan-out benchmark
+
+BENCH_N       ?= 100,1000,5000
+BENCH_MANAGER ?= binary
+BENCH_TIMEOUT ?= 60m
+
+.PHONY: bench
+bench: manifests ## Fan-out benchmark on envtest (BENCH_N=100,1000,5000); prints the table, artifacts in bin/bench/.
+	go vet -tags bench ./test/bench
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" BENCH_N="$(BENCH_N)" BENCH_MANAGER="$(BENCH_MANAGER)" \
+		go test -tags bench ./test/bench -run TestFanOut -count=1 -timeout $(BENCH_TIMEOUT) -v

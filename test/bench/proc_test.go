@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -100,6 +102,37 @@ func cpuOf(pids map[string]int) map[string]time.Duration {
 		}
 	}
 	return out
+}
+
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		say("heap profile: %v", err)
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		say("heap profile: %v", err)
+	}
+}
+
+// startCPUProfile profiles this process until the returned function is called.
+func startCPUProfile(path string) func() {
+	f, err := os.Create(path)
+	if err != nil {
+		say("cpu profile: %v", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		say("cpu profile: %v", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 func loadAvg() string {

@@ -24,9 +24,16 @@ const ExecutorIdentity = "pnsflow-executor"
 // SubjectAccessReview.
 type identities struct {
 	client client.Client
-	// ensured remembers namespaces already set up so a 5000-step fan-out costs two creates,
+	// ensured maps a namespace to its *namespaceSetup, so a 5000-step fan-out costs two creates,
 	// not 10000. A restarted manager re-learns them with one AlreadyExists each.
 	ensured sync.Map
+}
+
+// namespaceSetup lets one reconcile set a namespace up while the others wait for it, instead of
+// all of a fan-out's first StepRuns racing to create the same two objects.
+type namespaceSetup struct {
+	sync.Mutex
+	done bool
 }
 
 // check returns a non-empty message when the StepRun's executor would not be allowed to report.
@@ -58,7 +65,11 @@ func (i *identities) check(ctx context.Context, sr *v1alpha1.StepRun) (string, e
 }
 
 func (i *identities) ensureDefault(ctx context.Context, namespace string) error {
-	if _, ok := i.ensured.Load(namespace); ok {
+	v, _ := i.ensured.LoadOrStore(namespace, &namespaceSetup{})
+	setup := v.(*namespaceSetup)
+	setup.Lock()
+	defer setup.Unlock()
+	if setup.done {
 		return nil
 	}
 	labels := map[string]string{"app.kubernetes.io/managed-by": "pnsflow"}
@@ -78,6 +89,6 @@ func (i *identities) ensureDefault(ctx context.Context, namespace string) error 
 	if err := i.client.Create(ctx, rb); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating executor role binding: %w", err)
 	}
-	i.ensured.Store(namespace, struct{}{})
+	setup.done = true
 	return nil
 }

@@ -2,6 +2,7 @@ package workflowrun
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -36,6 +37,9 @@ type runMemory struct {
 	podDeletes map[types.UID]string
 	// lastStatusWrite rate-limits status writes.
 	lastStatusWrite time.Time
+	// cost is what the last reconcile spent listing and evaluating the run's StepRuns (ns);
+	// StepRun events are batched in proportion (batchDelay). Read by event handlers.
+	cost atomic.Int64
 }
 
 func (m *memory) get(key types.NamespacedName, uid types.UID) *runMemory {
@@ -49,6 +53,14 @@ func (m *memory) get(key types.NamespacedName, uid types.UID) *runMemory {
 }
 
 func (m *memory) forget(key types.NamespacedName) { m.runs.Delete(key) }
+
+// evalCost is the last evaluation cost of the run at key, zero for a run not reconciled yet.
+func (m *memory) evalCost(key types.NamespacedName) time.Duration {
+	if v, ok := m.runs.Load(key); ok {
+		return time.Duration(v.(*runMemory).cost.Load())
+	}
+	return 0
+}
 
 // expect records a created StepRun until the cache shows it.
 func (rm *runMemory) expect(name string, e expectation) {

@@ -59,6 +59,8 @@ type Reconciler struct {
 	CreateConcurrency       int
 	CreateBudget            time.Duration
 	StatusInterval          time.Duration
+	// MaxBatchDelay caps how long StepRun events wait to be batched into one reconcile.
+	MaxBatchDelay time.Duration
 
 	mem memory
 }
@@ -96,11 +98,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return res, err
 	}
+	began := time.Now()
 	list, err := r.loadChildren(ctx, wfr)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	ev := r.evaluate(wfr, plan, list, mem)
+	mem.cost.Store(int64(time.Since(began)))
 	started, actErr := r.startStepRuns(ctx, wfr, mem, ev.starts)
 	if wfr.Spec.Cancel {
 		actErr = errors.Join(actErr, r.stopPods(ctx, mem, ev.running))
@@ -399,8 +403,9 @@ func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 }
 
 // SetupWithManager registers the controller: WorkflowRuns and the StepRuns they own. Its own
-// status writes do not trigger it (generation predicate); StepRun events do, and the work
-// queue folds a burst of them into one reconcile.
+// status writes do not trigger it (generation predicate); StepRun events do, batched in
+// proportion to what the run costs to evaluate (stepRunEvents), and the work queue folds a
+// burst of them into one reconcile.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
@@ -420,9 +425,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.StatusInterval <= 0 {
 		r.StatusInterval = DefaultStatusInterval
 	}
+	if r.MaxBatchDelay <= 0 {
+		r.MaxBatchDelay = DefaultMaxBatchDelay
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.WorkflowRun{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&v1alpha1.StepRun{}).
+		Watches(&v1alpha1.StepRun{}, r.stepRunEvents()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("workflowrun").
 		Complete(r)
