@@ -1,0 +1,283 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+)
+
+// benchN is how many StepRuns and how many bare Pods `make bench-e2e` runs (issue 3 §4).
+const benchN = 20
+
+// memPoller samples, inside the kind node, the peak memory of every Pod container's cgroup:
+// memory.max_usage_in_bytes (cgroup v1) or memory.peak (v2) — the kernel's own high-water mark,
+// so sampling every 20 ms loses nothing but what happens after the last sample, and the last
+// sample usually comes after the container's process has exited (its cgroup is removed a little
+// later). Peaks are kept per cgroup directory (named after the container ID) and printed when
+// the stop file appears. It runs until stopped or for an hour at most.
+const memPoller = `
+set -u
+shopt -s nullglob
+if [ -e /sys/fs/cgroup/cgroup.controllers ]; then base=/sys/fs/cgroup; file=memory.peak
+else base=/sys/fs/cgroup/memory; file=memory.max_usage_in_bytes; fi
+# kubelet's pod cgroups: <root>/[<qos>/]pod<uid> (cgroupfs) or <root>/[<qos>.slice/]...-pod<uid>.slice
+# (systemd), root being kubepods or ...kubepods.slice, possibly under kubelet's cgroupRoot.
+root=$(find "$base" -maxdepth 3 -type d \( -name kubepods -o -name '*kubepods.slice' \) -print -quit)
+[ -n "$root" ] || { echo "no kubepods cgroup under $base" >&2; exit 1; }
+echo "sampling $root/.../$file" >&2
+declare -A peak
+deadline=$((SECONDS + 3600))
+while [ ! -e "$STOP" ] && [ "$SECONDS" -lt "$deadline" ]; do
+  for f in "$root"/*/*pod[0-9a-f]*/*/"$file" "$root"/*pod[0-9a-f]*/*/"$file"; do
+    { read -r v < "$f"; } 2>/dev/null || continue
+    d=${f%/*}; d=${d##*/}
+    if [ "${peak[$d]:-0}" -lt "$v" ]; then peak[$d]=$v; fi
+  done
+  sleep 0.02
+done
+for d in "${!peak[@]}"; do echo "$d ${peak[$d]}"; done
+`
+
+// nodeExec runs a command in the kind node's container (a kind node is a Docker container named
+// after the node). Docker is what kind runs on; E2E_DOCKER names the client to use (the one
+// hack/kind put first on PATH, when present).
+func dockerBin() string {
+	if d := os.Getenv("E2E_DOCKER"); d != "" {
+		return d
+	}
+	if d, err := filepath.Abs(filepath.Join("..", "..", "bin", "kind", "run", "client", "docker")); err == nil {
+		if _, err := os.Stat(d); err == nil {
+			return d
+		}
+	}
+	return "docker"
+}
+
+// bootNow reads CLOCK_BOOTTIME, the clock of /proc/uptime in every container on this kernel.
+func bootNow() time.Duration {
+	var ts unix.Timespec
+	Expect(unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)).To(Succeed())
+	return time.Duration(ts.Nano())
+}
+
+// pct is the nearest-rank percentile p (0-100) of xs.
+func pct(xs []time.Duration, p float64) time.Duration {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(i, 0)]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func containerID(pod *corev1.Pod, name string) string {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == name {
+			_, id, _ := strings.Cut(cs.ContainerID, "://")
+			return id
+		}
+	}
+	return ""
+}
+
+func mainFinishedAt(pod *corev1.Pod) time.Time {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == "main" && cs.State.Terminated != nil {
+			return cs.State.Terminated.FinishedAt.Time
+		}
+	}
+	return time.Time{}
+}
+
+var _ = Describe("bench-e2e: the executor's cost on a real node (issue 3 §4)", Label("bench"), Serial, Ordered, func() {
+	It("measures StepRuns against bare Pods running `true`, the executor's memory and its report latency", func() {
+		ns := newNamespace("bench", nil)
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, &corev1.ServiceAccount{})
+		}).Should(Succeed(), "the namespace's default ServiceAccount (bare Pods need it)")
+
+		By("starting the cgroup memory poller in the node")
+		node := os.Getenv("E2E_NODE_CONTAINER")
+		if node == "" {
+			nodes := &corev1.NodeList{}
+			Expect(k8s.List(ctx, nodes)).To(Succeed())
+			Expect(nodes.Items).To(HaveLen(1), "one node: bare Pods and StepRuns share it; set E2E_NODE_CONTAINER otherwise")
+			node = nodes.Items[0].Name
+		}
+		stop := fmt.Sprintf("/run/pnsflow-bench-%d.stop", time.Now().UnixNano())
+		poller := exec.Command(dockerBin(), "exec", "-e", "STOP="+stop, node, "bash", "-c", memPoller)
+		var pollOut, pollErr bytes.Buffer
+		poller.Stdout, poller.Stderr = &pollOut, &pollErr
+		Expect(poller.Start()).To(Succeed())
+		pollerDone := make(chan error, 1)
+		go func() { pollerDone <- poller.Wait() }()
+		var stopOnce sync.Once
+		stopPoller := func() {
+			stopOnce.Do(func() {
+				_ = exec.Command(dockerBin(), "exec", node, "touch", stop).Run()
+				select {
+				case <-pollerDone:
+				case <-time.After(30 * time.Second):
+					_ = poller.Process.Kill()
+				}
+				_ = exec.Command(dockerBin(), "exec", node, "rm", "-f", stop).Run()
+			})
+		}
+		DeferCleanup(stopPoller)
+
+		var srTimes, podTimes, podMainTimes, exitToReport []time.Duration
+		var executorIDs []string
+		By(fmt.Sprintf("running %d StepRuns and %d bare Pods of `true`, one after another, alternating", benchN, benchN))
+		for i := range benchN {
+			sr := step(fmt.Sprintf("sr-%02d", i), ns).Command("true").Obj()
+			start := time.Now()
+			Expect(k8s.Create(ctx, sr)).To(Succeed())
+			got, seen, err := awaitStepRun(ctx, key(sr), runTimeout, isTerminal)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
+			srTimes = append(srTimes, seen.Sub(start))
+			pod := &corev1.Pod{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: got.Status.PodName}, pod)).To(Succeed())
+			// kubelet's finishedAt has one-second resolution (RFC 3339 seconds): this lag is
+			// over-stated by up to 1 s (0.5 s on average); the uptime runs below are exact.
+			exitToReport = append(exitToReport, seen.Sub(mainFinishedAt(pod)))
+			executorIDs = append(executorIDs, containerID(pod, "pns-executor"))
+
+			bare := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%02d", i), Namespace: ns},
+				Spec: corev1.PodSpec{
+					RestartPolicy:                corev1.RestartPolicyNever,
+					AutomountServiceAccountToken: new(false),
+					Containers: []corev1.Container{{Name: "main", Image: busyboxImage,
+						ImagePullPolicy: corev1.PullIfNotPresent, Command: []string{"true"}}},
+				},
+			}
+			start = time.Now()
+			Expect(k8s.Create(ctx, bare)).To(Succeed())
+			var mainEnded time.Time
+			donePod, seen, err := awaitPod(ctx, key(bare), runTimeout, func(p *corev1.Pod) bool {
+				if mainEnded.IsZero() && !mainFinishedAt(p).IsZero() {
+					mainEnded = time.Now() // the watch delivered main's terminated state
+				}
+				return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+			})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(donePod.Status.Phase).To(Equal(corev1.PodSucceeded))
+			podTimes = append(podTimes, seen.Sub(start))
+			podMainTimes = append(podMainTimes, mainEnded.Sub(start))
+		}
+		stopPoller()
+		GinkgoWriter.Printf("memory poller: %s", pollErr.String())
+
+		peaks := map[string]int64{}
+		for _, line := range strings.Split(strings.TrimSpace(pollOut.String()), "\n") {
+			dir, v, ok := strings.Cut(line, " ")
+			if !ok {
+				continue
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			Expect(err).NotTo(HaveOccurred(), line)
+			id := strings.TrimSuffix(strings.TrimPrefix(dir, "cri-containerd-"), ".scope")
+			peaks[id] = n
+		}
+		var mem []int64
+		for _, id := range executorIDs {
+			if v, ok := peaks[id]; ok {
+				mem = append(mem, v)
+			}
+		}
+		Expect(mem).NotTo(BeEmpty(), "no executor cgroup seen by the poller (stderr: %s; %d cgroups seen)", pollErr.String(), len(peaks))
+		slices.Sort(mem)
+
+		By(fmt.Sprintf("timing main's exit to the terminal status exactly: %d StepRuns stamping /proc/uptime as they exit", benchN))
+		// Three clocks agree here: main stamps CLOCK_BOOTTIME (/proc/uptime, 10 ms resolution)
+		// just before it exits, and the test converts its watch times (monotonic) to the same
+		// clock. A Pod watch beside the StepRun watch splits the lag into kubelet's part (main's
+		// exit → main terminated in containerStatuses, which is what the executor waits for) and
+		// the executor's (→ its terminal report).
+		var exact, toKubelet, executorShare []time.Duration
+		for i := range benchN {
+			sr := shell(step(fmt.Sprintf("stamp-%02d", i), ns), `cat /proc/uptime > /pnsflow/outputs/t`).
+				Output("t", "/pnsflow/outputs/t", nil).Obj()
+			podSeen := make(chan time.Time, 1)
+			go func() {
+				defer GinkgoRecover()
+				_, at, err := awaitPod(ctx, client.ObjectKey{Namespace: ns, Name: sr.Name + "-pod"}, runTimeout,
+					func(p *corev1.Pod) bool { return !mainFinishedAt(p).IsZero() })
+				if err != nil {
+					at = time.Time{}
+				}
+				podSeen <- at
+			}()
+			Expect(k8s.Create(ctx, sr)).To(Succeed())
+			got, srAt, err := awaitStepRun(ctx, key(sr), runTimeout, isTerminal)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
+			kubeletAt := <-podSeen
+			Expect(kubeletAt.IsZero()).To(BeFalse(), "the Pod watch saw main terminated")
+			wallNow, bootAt := time.Now(), bootNow()
+			boot := func(t time.Time) time.Duration { return bootAt - wallNow.Sub(t) }
+			v, _ := output(got, "t")
+			up, err := strconv.ParseFloat(strings.Fields(v)[0], 64)
+			Expect(err).NotTo(HaveOccurred(), v)
+			exited := time.Duration(up * float64(time.Second))
+			exact = append(exact, boot(srAt)-exited)
+			toKubelet = append(toKubelet, boot(kubeletAt)-exited)
+			executorShare = append(executorShare, srAt.Sub(kubeletAt))
+		}
+
+		var b strings.Builder
+		fmt.Fprintf(&b, "bench-e2e %s, %d cores (GOMAXPROCS %d), node %s, N=%d each\n",
+			time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), node, benchN)
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "measure\tp50\tp95\tmin\tmax")
+		row := func(name string, xs []time.Duration) {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, ms(pct(xs, 50)), ms(pct(xs, 95)), ms(slices.Min(xs)), ms(slices.Max(xs)))
+		}
+		row("StepRun `true`: create → terminal (watch)", srTimes)
+		row("bare Pod `true`: create → phase Succeeded (watch)", podTimes)
+		row("bare Pod `true`: create → main terminated in containerStatuses (watch)", podMainTimes)
+		fmt.Fprintf(tw, "executor overhead vs Pod Succeeded (StepRun − Pod)\t%s\t%s\t\t\n",
+			ms(pct(srTimes, 50)-pct(podTimes, 50)), ms(pct(srTimes, 95)-pct(podTimes, 95)))
+		fmt.Fprintf(tw, "executor overhead vs main terminated (StepRun − Pod)\t%s\t%s\t\t\n",
+			ms(pct(srTimes, 50)-pct(podMainTimes, 50)), ms(pct(srTimes, 95)-pct(podMainTimes, 95)))
+		row("main exit → terminal, from finishedAt (1 s resolution)", exitToReport)
+		row("main exit → terminal, exact (/proc/uptime stamp)", exact)
+		row("  of which: exit → kubelet publishes main terminated", toKubelet)
+		row("  of which: kubelet's publication → terminal report (executor)", executorShare)
+		fmt.Fprintf(tw, "executor peak memory (cgroup high-water mark)\t%s\t%s\t%s\t%s\n",
+			mib(mem[len(mem)/2]), mib(mem[int(math.Ceil(0.95*float64(len(mem))))-1]), mib(mem[0]), mib(mem[len(mem)-1]))
+		Expect(tw.Flush()).To(Succeed())
+		fmt.Fprintf(&b, "(memory: %d of %d executors sampled)\n", len(mem), len(executorIDs))
+		report := b.String()
+		GinkgoWriter.Print(report)
+		AddReportEntry("bench-e2e", report)
+		if out := os.Getenv("E2E_BENCH_OUT"); out != "" {
+			Expect(os.MkdirAll(filepath.Dir(out), 0o755)).To(Succeed())
+			Expect(os.WriteFile(out, []byte(report), 0o644)).To(Succeed())
+		}
+	})
+})
