@@ -115,14 +115,13 @@ func New(o Options) (*Executor, error) {
 	if o.Grace == 0 {
 		o.Grace = DefaultGrace
 	}
-	pod, err := NewPodWatcher(o.REST, c.Namespace, c.Pod)
+	// One core client serves the Pod watch, the log and the attach.
+	core, err := newCoreClient(o.REST)
 	if err != nil {
 		return nil, err
 	}
-	logs, err := NewPodLogs(o.REST, c.Namespace, c.Pod)
-	if err != nil {
-		return nil, err
-	}
+	pod := NewPodWatcherForClient(core, c.Namespace, c.Pod)
+	logs := NewPodLogsForClient(core, c.Namespace, c.Pod)
 	reporter, err := NewReporter(o.REST, c.Namespace, c.StepRun)
 	if err != nil {
 		return nil, err
@@ -144,10 +143,7 @@ func New(o Options) (*Executor, error) {
 		Log:       o.Log,
 	}
 	if c.Stdin {
-		attacher, err := NewPodAttacher(o.REST, c.Namespace, c.Pod)
-		if err != nil {
-			return nil, err
-		}
+		attacher := &PodAttacher{cfg: o.REST, client: core, namespace: c.Namespace, pod: c.Pod}
 		e.Stdin = &StdinFeeder{StepRun: reporter, Pod: pod, Attacher: attacher}
 	}
 	return e, nil
