@@ -52,6 +52,8 @@ envtest: ## Build (or reuse) kube-apiserver and etcd for envtest under bin/k8s.
 .PHONY: test
 test: manifests generate fmt vet ## Run unit, executor and envtest integration tests.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
+	@# The kind node's runc wrapper is a module of its own (it builds without the project's deps).
+	cd hack/kind/runc-wrapper && go test $(GO_TEST_FLAGS) ./...
 
 ##@ Build
 

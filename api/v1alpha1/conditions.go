@@ -12,6 +12,11 @@ const (
 	// ConditionExitCodeMismatch is set True when the executor's reported exit code differs from
 	// the kubelet's containerStatuses for main.
 	ConditionExitCodeMismatch = "ExitCodeMismatch"
+	// ConditionMainStarted says whether main ever started. The executor sets it True with its
+	// reports; the controller sets it False (ReasonMainNeverStarted) when it ends a run whose main
+	// never started: such a run had no side effects and is safe to retry (see
+	// NeverStartedInfrastructureFailure).
+	ConditionMainStarted = "MainStarted"
 )
 
 // Reasons, used in status.reason and in condition reasons.
@@ -44,6 +49,12 @@ const (
 	ReasonOOMKilled               = "OOMKilled"
 	ReasonExecutorLost            = "ExecutorLost"
 	ReasonContainerCreateFailed   = "ContainerCreateFailed"
+	// ReasonMainStartFailed: the container runtime could not start main (StartError).
+	ReasonMainStartFailed = "MainStartFailed"
+	// ReasonMainNeverStarted is the MainStarted condition's reason when main never started.
+	ReasonMainNeverStarted = "MainNeverStarted"
+	// ReasonMainStarted is the MainStarted condition's reason when main was seen running.
+	ReasonMainStarted = "MainStarted"
 
 	ReasonUIDAndGIDKnown  = "UIDAndGIDKnown"
 	ReasonUIDOrGIDUnknown = "UIDOrGIDUnknown"

@@ -51,6 +51,20 @@ func (s *StepRunStatus) SetTimes(started, finished *time.Time) {
 	}
 }
 
+// clockSkewAllowance is how far before its StepRun's creation a kubelet's timestamp may lie and
+// still be believed: nodes' clocks and the API server's differ a little.
+const clockSkewAllowance = time.Minute
+
+// PlausibleRunTime returns t when it can be a time of a run created at created, and nil when it
+// cannot: zero, or before the creation (the kubelet reports 1970 for a container that never
+// started). Better no time, and no duration, than an impossible one.
+func PlausibleRunTime(t, created time.Time) *time.Time {
+	if t.IsZero() || (!created.IsZero() && t.Before(created.Add(-clockSkewAllowance))) {
+		return nil
+	}
+	return &t
+}
+
 // FormatDuration renders a run's length for people: "350ms", "3s", "1m2s".
 func FormatDuration(d time.Duration) string {
 	switch {
@@ -72,4 +86,31 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// MainNeverStarted reports whether the run ended Error with the controller's word that main
+// never started.
+func (s *StepRunStatus) MainNeverStarted() bool {
+	if s.Phase != StepRunError {
+		return false
+	}
+	c := meta.FindStatusCondition(s.Conditions, ConditionMainStarted)
+	return c != nil && c.Status == metav1.ConditionFalse
+}
+
+// userCausedErrors are Error reasons that a new attempt cannot fix: the Pod or its image is
+// wrong, not the infrastructure it met.
+var userCausedErrors = map[string]bool{
+	ReasonPodForbidden:            true,
+	ReasonInvalidPod:              true,
+	ReasonServiceAccountForbidden: true,
+	ReasonImagePullFailed:         true,
+}
+
+// NeverStartedInfrastructureFailure reports whether a run ended because of the infrastructure
+// before main ever started (the runtime refused the container, the Pod was evicted, deleted or
+// lost, the executor never came up): main had no chance to cause side effects, so a new attempt
+// is safe. Failures the user's spec caused are excluded: retrying cannot help them.
+func (s *StepRunStatus) NeverStartedInfrastructureFailure() bool {
+	return s.MainNeverStarted() && !userCausedErrors[s.Reason]
 }

@@ -42,3 +42,42 @@ func TestSetPhaseMirrorsTheSucceededCondition(t *testing.T) {
 		}
 	}
 }
+
+func TestMainNeverStartedAndInfrastructureFailure(t *testing.T) {
+	mainStarted := func(status metav1.ConditionStatus, reason string) []metav1.Condition {
+		return []metav1.Condition{{Type: ConditionMainStarted, Status: status, Reason: reason}}
+	}
+	neverStarted := mainStarted(metav1.ConditionFalse, ReasonMainNeverStarted)
+	cases := []struct {
+		name                        string
+		status                      StepRunStatus
+		wantNeverStarted, wantInfra bool
+	}{
+		{"executor lost before main started", StepRunStatus{Phase: StepRunError, Reason: ReasonExecutorLost, Conditions: neverStarted}, true, true},
+		{"pod evicted before main started", StepRunStatus{Phase: StepRunError, Reason: ReasonPodEvicted, Conditions: neverStarted}, true, true},
+		{"pod deleted before main started", StepRunStatus{Phase: StepRunError, Reason: ReasonPodDeleted, Conditions: neverStarted}, true, true},
+		{"node lost before main started", StepRunStatus{Phase: StepRunError, Reason: ReasonNodeLost, Conditions: neverStarted}, true, true},
+		{"runtime refused the container", StepRunStatus{Phase: StepRunError, Reason: ReasonContainerCreateFailed, Conditions: neverStarted}, true, true},
+		{"pod forbidden is the user's", StepRunStatus{Phase: StepRunError, Reason: ReasonPodForbidden, Conditions: neverStarted}, true, false},
+		{"invalid pod is the user's", StepRunStatus{Phase: StepRunError, Reason: ReasonInvalidPod, Conditions: neverStarted}, true, false},
+		{"service account forbidden is the user's", StepRunStatus{Phase: StepRunError, Reason: ReasonServiceAccountForbidden, Conditions: neverStarted}, true, false},
+		{"image pull failure is the user's", StepRunStatus{Phase: StepRunError, Reason: ReasonImagePullFailed, Conditions: neverStarted}, true, false},
+		{"main started, then the executor was lost", StepRunStatus{Phase: StepRunError, Reason: ReasonExecutorLost,
+			Conditions: mainStarted(metav1.ConditionTrue, ReasonMainStarted)}, false, false},
+		{"no MainStarted condition", StepRunStatus{Phase: StepRunError, Reason: ReasonExecutorLost}, false, false},
+		{"MainStarted unknown", StepRunStatus{Phase: StepRunError, Reason: ReasonExecutorLost,
+			Conditions: mainStarted(metav1.ConditionUnknown, ReasonMainNeverStarted)}, false, false},
+		{"Failed is never a never-started run", StepRunStatus{Phase: StepRunFailed, Reason: ReasonDeadlineExceeded, Conditions: neverStarted}, false, false},
+		{"still pending", StepRunStatus{Phase: StepRunPending, Conditions: neverStarted}, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.status.MainNeverStarted(); got != tc.wantNeverStarted {
+				t.Errorf("MainNeverStarted() = %v, want %v", got, tc.wantNeverStarted)
+			}
+			if got := tc.status.NeverStartedInfrastructureFailure(); got != tc.wantInfra {
+				t.Errorf("NeverStartedInfrastructureFailure() = %v, want %v", got, tc.wantInfra)
+			}
+		})
+	}
+}

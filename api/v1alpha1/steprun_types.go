@@ -198,6 +198,9 @@ type OutputParameter struct {
 type OutputValueFrom struct {
 	// path is an absolute path in main's filesystem. Files under /pnsflow/outputs or on one of
 	// main's volumes are always collected; others are read through main's root filesystem.
+	// Exactly one trailing newline ("\n") is trimmed from the file's content, as Argo Workflows
+	// does, so `echo v > file` gives "v"; "\r", spaces and any further newline are kept, and a
+	// default is used as written. The 16384-byte cap applies to the trimmed value.
 	// +kubebuilder:validation:MinLength=2
 	// +kubebuilder:validation:MaxLength=4096
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="path must be absolute (start with '/')"
@@ -255,7 +258,13 @@ type StepRunStatus struct {
 	// outputs are the collected outputs.
 	// +optional
 	Outputs *StepRunOutputs `json:"outputs,omitempty"`
-	// conditions: Succeeded (Unknown while running), ExecutorPrivileged, ExitCodeMismatch.
+	// executorRestarts is how many times the kubelet restarted the pns-executor sidecar, as the
+	// last writer saw it.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	ExecutorRestarts int32 `json:"executorRestarts,omitempty"`
+	// conditions: Succeeded (Unknown while running), ExecutorPrivileged, ExitCodeMismatch,
+	// MainStarted.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8

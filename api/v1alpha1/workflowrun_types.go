@@ -18,6 +18,8 @@ const (
 	MaxWorkflowParameters = 64
 	// MaxRetryLimit caps retries of one item.
 	MaxRetryLimit = 100
+	// DefaultInfrastructureRetries is spec.infrastructureRetries when unset.
+	DefaultInfrastructureRetries = 2
 	// MaxStepMessageBytes caps a step summary's message.
 	MaxStepMessageBytes = 256
 	// MaxWorkflowMessageBytes caps status.message.
@@ -108,6 +110,19 @@ type WorkflowRunSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	Parallelism *int32 `json:"parallelism,omitempty"`
+
+	// infrastructureRetries is how many times an item whose main never started is tried again
+	// automatically: its StepRun ended Error with the MainStarted condition False because the
+	// infrastructure failed it (the runtime could not start a container, the Pod was evicted,
+	// deleted or lost, the executor never came up), so no side effect can have happened. These
+	// attempts do not count against the step's retries.limit. 0 turns them off; a step whose main
+	// ran is retried only by its own retries. They start at once, without backoff, and count in
+	// status like any retry; a never-started failure beyond them is left to the step's retries.
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10
+	// +optional
+	InfrastructureRetries *int32 `json:"infrastructureRetries,omitempty"`
 
 	// failFast stops starting anything new (steps, items, retries) once a step has failed; what
 	// runs already finishes, then onExit runs and the run ends Failed.

@@ -642,6 +642,11 @@ func (in *WorkflowRunSpec) DeepCopyInto(out *WorkflowRunSpec) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.InfrastructureRetries != nil {
+		in, out := &in.InfrastructureRetries, &out.InfrastructureRetries
+		*out = new(int32)
+		**out = **in
+	}
 	if in.OnExit != nil {
 		in, out := &in.OnExit, &out.OnExit
 		*out = new(WorkflowStep)

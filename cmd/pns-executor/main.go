@@ -2,7 +2,7 @@
 // its errors to exit codes; everything else is in internal/executor.
 //
 //	pns-executor run [--proc=/proc] [--grace=15s] [-v=0]   watch main and report (the container's command)
-//	pns-executor ready [--timeout=30s]                     wait until run watches /proc (the postStart hook)
+//	pns-executor ready [--timeout=30s]                     wait until run watches /proc (the startup probe)
 //	pns-executor version
 //
 // Exit codes: 0 done (reported, or the StepRun was already terminal), 1 failed, 2 usage,

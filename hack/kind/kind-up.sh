@@ -64,7 +64,7 @@ write_kind_config() {
   local image="$1" local_image="$2" lacks_cap=0 v1=0
   host_lacks_cap_sys_resource && lacks_cap=1
   host_cgroup_v1 && v1=1
-  [ "$lacks_cap" = 0 ] || build_runc_wrapper
+  build_runc_wrapper
   {
     echo "# Written by hack/kind/kind-up.sh for ${image}; regenerated on every run."
     echo "kind: Cluster"
@@ -77,20 +77,25 @@ write_kind_config() {
     fi
     echo "nodes:"
     echo "- role: control-plane"
+    # The runc wrapper runs every container: it drops CAP_SYS_RESOURCE where the host lacks it
+    # and injects the faults a Pod asks for (fault.pnsflow.dev/* annotations, passed through by
+    # containerd into each container's spec); otherwise it only execs runc.
+    echo "  extraMounts:"
+    echo "  - hostPath: ${RUNC_WRAPPER}"
+    echo "    containerPath: /usr/local/sbin/pnsflow-runc"
+    echo "    readOnly: true"
+    echo "containerdConfigPatches:"
+    echo "- |-"
     if [ "$lacks_cap" = 1 ]; then
-      echo "  extraMounts:"
-      echo "  - hostPath: ${RUNC_WRAPPER}"
-      echo "    containerPath: /usr/local/sbin/pnsflow-runc"
-      echo "    readOnly: true"
-      echo "# The host lacks CAP_SYS_RESOURCE, so the node's containerd must not raise oom_score_adj"
-      echo "# (runc: \"can't get final child's PID from pipe: EOF\") and must drop that capability."
-      echo "containerdConfigPatches:"
-      echo "- |-"
+      echo "  # The host lacks CAP_SYS_RESOURCE, so the node's containerd must not raise oom_score_adj"
+      echo "  # (runc: \"can't get final child's PID from pipe: EOF\") and must drop that capability."
       echo "  [plugins.\"io.containerd.grpc.v1.cri\"]"
       echo "    restrict_oom_score_adj = true"
-      echo "  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]"
-      echo "    BinaryName = \"/usr/local/sbin/pnsflow-runc\""
     fi
+    echo "  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]"
+    echo "    pod_annotations = [\"fault.pnsflow.dev/*\"]"
+    echo "  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]"
+    echo "    BinaryName = \"/usr/local/sbin/pnsflow-runc\""
     if [ "$local_image" = 1 ] || [ "$v1" = 1 ]; then echo "kubeadmConfigPatches:"; fi
     if [ "$local_image" = 1 ]; then
       echo "# control-plane images are preloaded as localhost/*; there is no CoreDNS image"

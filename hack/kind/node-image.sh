@@ -245,7 +245,7 @@ node_inputs() {
   local n
   {
     echo "$(basename "$(rootfs_tar)") kind=${KIND_VERSION} kube=${KUBE_VERSION}"
-    sha "$0" "${NODE_SRC}"/* "${KUBE_BIN}/kubelet" "${KUBE_BIN}/kubeadm" "${KUBE_BIN}/kubectl" "${RUNC_WRAPPER}"
+    sha "$0" "${NODE_SRC}"/* "${KUBE_BIN}/kubelet" "${KUBE_BIN}/kubeadm" "${KUBE_BIN}/kubectl"
     for n in "${CONTROL_PLANE[@]}" pause kube-proxy; do cat "${IMAGES_CACHE}/${n}.inputs"; done
   } | sha256sum | cut -c1-16
 }
@@ -296,9 +296,8 @@ add_kubernetes() {
   install -m 0644 "${NODE_SRC}/default-storage.yaml" "$r/kind/manifests/default-storage.yaml"
   install -m 0755 "${NODE_SRC}/pnsflow-preload-images.sh" "$r/kind/bin/"
   install -m 0644 "${NODE_SRC}/pnsflow-preload-images.service" "$r/etc/systemd/system/"
-  # Harmless where CAP_SYS_RESOURCE is present (it only execs runc); kind-up points containerd
-  # at it where the host lacks that capability.
-  install -m 0755 "${RUNC_WRAPPER}" "$r/usr/local/sbin/pnsflow-runc"
+  # The runc wrapper is not baked in: kind-up mounts the current build at
+  # /usr/local/sbin/pnsflow-runc, so changing it needs no new node image.
 }
 
 # configure_in_chroot repeats the RUN steps of kind's base Dockerfile, then enables our units.
@@ -349,7 +348,6 @@ local_label() { docker image inspect -f '{{index .Config.Labels "dev.pnsflow.nod
 # build_local makes sure LOCAL_NODE_IMAGE is present and current.
 build_local() {
   mkdir -p "${CACHE_DIR}" "${BUILD_DIR}" "${IMAGES_CACHE}"
-  build_runc_wrapper
   KUBE_BIN="$(kube_bins)"
   IMAGE_REFS="$(image_refs)"
   ensure_rootfs

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +30,8 @@ type Collected struct {
 	Failure    *Failure
 }
 
-// Collector reads main's output parameters after main exited.
+// Collector reads main's output parameters after main exited. A value read from a file loses
+// exactly one trailing newline (fileValue); a default is used as written.
 type Collector struct {
 	Outputs []executorconfig.Output
 	// Mounts map main's mount paths to the executor's mounts of the same volumes (the outputs
@@ -113,7 +115,7 @@ func (c Collector) collectOne(root *os.File, o executorconfig.Output) (string, *
 			fmt.Sprintf("output %q: %s does not exist and the output has no default", o.Name, o.Path)}
 	case errors.Is(err, errTooLarge):
 		return "", &outputError{v1alpha1.ReasonOutputTooLarge,
-			fmt.Sprintf("output %q: %s is larger than %d bytes", o.Name, o.Path, c.maxBytes())}
+			fmt.Sprintf("output %q: %s is larger than %d bytes (one trailing newline not counted)", o.Name, o.Path, c.maxBytes())}
 	case errors.Is(err, unix.ELOOP):
 		return "", &outputError{v1alpha1.ReasonOutputUnreadable, fmt.Sprintf(
 			"output %q: %s: refused: a symlink loop or a magic link (such as /proc/self/root)", o.Name, o.Path)}
@@ -188,7 +190,8 @@ var errTooLarge = errors.New("too large")
 
 // readInRoot opens name under dirfd as if dirfd were the root: absolute and ".." symlinks stay
 // inside it, magic links (/proc/<pid>/root, /proc/self/fd/N) are refused. It reads at most
-// max+1 bytes of a regular file.
+// max+2 bytes of a regular file (a value at the cap, its trailing newline, and one byte to tell
+// that the file is longer) and returns fileValue of them.
 func readInRoot(dirfd int, name string, max int) (string, error) {
 	how := &unix.OpenHow{
 		// O_NONBLOCK: a FIFO must not block the executor; it is refused below anyway.
@@ -221,10 +224,20 @@ func readInRoot(dirfd int, name string, max int) (string, error) {
 	default:
 		return "", errors.New("is not a regular file")
 	}
-	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(max)+2))
 	if err != nil {
 		return "", err
 	}
+	return fileValue(b, max)
+}
+
+// fileValue turns a file's content into an output value: exactly one trailing "\n" is trimmed,
+// as Argo Workflows does, because `echo` and `expr` end their output with one and a value
+// substituted into a later step's command must not carry it; "\r", spaces and further newlines
+// are kept. The cap applies to the trimmed value. b may be a prefix of the file, read up to
+// max+2 bytes: a value at the cap plus its newline fits, and anything longer is still over.
+func fileValue(b []byte, max int) (string, error) {
+	b = bytes.TrimSuffix(b, []byte("\n"))
 	if len(b) > max {
 		return "", errTooLarge
 	}

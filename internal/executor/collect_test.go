@@ -1,11 +1,14 @@
 package executor
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -163,5 +166,141 @@ func TestMountFor(t *testing.T) {
 		if ok != tt.matches || m.ExecutorPath != tt.exec || rel != tt.rel {
 			t.Errorf("mountFor(%q) = %q, %q, %v; want %q, %q, %v", tt.path, m.ExecutorPath, rel, ok, tt.exec, tt.rel, tt.matches)
 		}
+	}
+}
+
+// fileValue is the rule for a file's content: one trailing "\n" goes, before the cap.
+func TestFileValue(t *testing.T) {
+	const max = 3
+	tests := []struct {
+		name    string
+		in      string
+		want    string
+		wantErr error
+	}{
+		{name: "one trailing newline is trimmed", in: "v\n", want: "v"},
+		{name: "only one of two is trimmed", in: "v\n\n", want: "v\n"},
+		{name: "no newline", in: "v", want: "v"},
+		{name: "empty", in: "", want: ""},
+		{name: "a lone newline", in: "\n", want: ""},
+		{name: "CRLF keeps the CR", in: "v\r\n", want: "v\r"},
+		{name: "a lone CR is kept", in: "v\r", want: "v\r"},
+		{name: "trailing spaces are kept", in: "v \n", want: "v "},
+		{name: "a newline inside is kept", in: "a\nb", want: "a\nb"},
+		{name: "leading newline is kept", in: "\nv", want: "\nv"},
+		{name: "at the cap", in: "abc", want: "abc"},
+		{name: "at the cap plus its newline", in: "abc\n", want: "abc"},
+		{name: "one over the cap", in: "abcd", wantErr: errTooLarge},
+		{name: "one over the cap before the newline", in: "abcd\n", wantErr: errTooLarge},
+		// The cap plus two newlines is cap+1 bytes once one is trimmed.
+		{name: "at the cap plus two newlines", in: "abc\n\n", wantErr: errTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := fileValue([]byte(tt.in), max)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("fileValue(%q) = %q, %v; want error %v", tt.in, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("fileValue(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+		})
+	}
+	if _, err := fileValue([]byte("\xff\n"), max); err == nil || errors.Is(err, errTooLarge) {
+		t.Errorf("invalid UTF-8: error %v, want not valid UTF-8", err)
+	}
+}
+
+// Real files, read both ways an output is read (from the executor's mount and through main's
+// held root): one trailing newline is trimmed before the cap, defaults are used as written.
+func TestCollectTrimsOneTrailingNewline(t *testing.T) {
+	capped := strings.Repeat("y", v1alpha1.MaxParameterValueBytes)
+	tests := []struct {
+		name       string
+		content    *string // nil: no file
+		def        *string
+		want       string
+		wantReason string
+	}{
+		{name: "echo-written value", content: ptr("v\n"), want: "v"},
+		{name: "two newlines keep one", content: ptr("v\n\n"), want: "v\n"},
+		{name: "printf-written value", content: ptr("v"), want: "v"},
+		{name: "empty file", content: ptr(""), want: ""},
+		{name: "CRLF keeps the CR", content: ptr("v\r\n"), want: "v\r"},
+		{name: "trailing space is kept", content: ptr("v \n"), want: "v "},
+		{name: "the cap plus one newline is accepted", content: ptr(capped + "\n"), want: capped},
+		{name: "the cap plus one byte is too large", content: ptr(capped + "y"), wantReason: v1alpha1.ReasonOutputTooLarge},
+		{name: "the cap plus two newlines is too large", content: ptr(capped + "\n\n"), wantReason: v1alpha1.ReasonOutputTooLarge},
+		{name: "the cap plus a newline and more is too large", content: ptr(capped + "\nz"), wantReason: v1alpha1.ReasonOutputTooLarge},
+		{name: "a default keeps its newline", def: ptr("d\n"), want: "d\n"},
+	}
+	for _, tt := range tests {
+		for _, via := range []string{"mount", "root"} {
+			t.Run(tt.name+"/"+via, func(t *testing.T) {
+				dir := t.TempDir()
+				var (
+					c    = Collector{}
+					root *os.File
+					file string
+				)
+				switch via {
+				case "mount":
+					c.Mounts = []executorconfig.Mount{{MainPath: executorconfig.OutputsDir, ExecutorPath: dir}}
+					c.Outputs = []executorconfig.Output{{Name: "p", Path: "/pnsflow/outputs/v", Default: tt.def}}
+					file = filepath.Join(dir, "v")
+				case "root":
+					// dir plays main's held root filesystem.
+					r, err := os.Open(dir)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { r.Close() })
+					root = r
+					c.Outputs = []executorconfig.Output{{Name: "p", Path: "/tmp/v", Default: tt.def}}
+					file = filepath.Join(dir, "tmp", "v")
+				}
+				if tt.content != nil {
+					writeFile(t, file, *tt.content)
+				}
+				got := c.Collect(root)
+				if tt.wantReason != "" {
+					if got.Failure == nil || got.Failure.Reason != tt.wantReason {
+						t.Fatalf("failure = %+v, want %s", got.Failure, tt.wantReason)
+					}
+					return
+				}
+				if got.Failure != nil {
+					t.Fatalf("failure = %+v", got.Failure)
+				}
+				if diff := cmp.Diff([]v1alpha1.OutputParameterValue{{Name: "p", Value: tt.want}}, got.Parameters); diff != "" {
+					t.Errorf("parameters (-want +got):\n%s", diff)
+				}
+			})
+		}
+	}
+}
+
+// The whole path on a real process: main writes "4\n" as `expr 3 + 1 > /tmp/v` would, into a
+// root filesystem only its mount namespace has, and exits; the executor reads "4".
+func TestCollectTrimsANewlineMainWrote(t *testing.T) {
+	requireRoot(t)
+	marker := newMarker()
+	h := startHelper(t, []string{marker}, "-newroot", "-write", "/tmp/v=4\n")
+	p := secureHelper(t, marker, h)
+	h.exit(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := (PidfdWaiter{}).Wait(ctx, p); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	h.reap(t)
+
+	got := Collector{Outputs: []executorconfig.Output{{Name: "v", Path: "/tmp/v"}}}.Collect(p.Root)
+	want := Collected{Parameters: []v1alpha1.OutputParameterValue{{Name: "v", Value: "4"}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Collect (-want +got):\n%s", diff)
 	}
 }

@@ -78,7 +78,7 @@ type Executor struct {
 	// Stdin is nil when the StepRun has no stdin.
 	Stdin StdinWriter
 	// Ready is called once the first look at /proc is done: from then on main cannot start
-	// unseen by the finder, so the postStart hook may return. Its error ends Run.
+	// unseen by the finder, so the startup probe may pass. Its error ends Run.
 	Ready func() error
 	// Grace is how long Run goes on after ctx ends to learn the exit code and report it.
 	Grace time.Duration
@@ -128,6 +128,7 @@ func New(o Options) (*Executor, error) {
 	}
 	reporter.UID = c.UID
 	reporter.Info = RunInfoOf(c)
+	reporter.Restarts = pod.ExecutorRestarts
 	finder := NewProcFinder(o.ProcRoot, c.UID)
 	finder.Parent = o.MainParent
 	e := &Executor{

@@ -15,16 +15,36 @@ import (
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
-// Defaults of ProcFinder's polling. A main running `true` lives about 0.3 ms, so right after the
-// executor starts, and again whenever a new process shows up in the Pod (the runtime's init
-// process that is about to exec main, for instance), it scans every FastInterval for FastFor;
-// otherwise every SlowInterval.
+// Defaults of ProcFinder's polling (see Find for how they combine). A main running `true` lives
+// about 0.3 ms, so a process that may still exec main is looked at every FastInterval; the
+// runtime's init shows up tens of milliseconds before it execs main (runc sets up the root and
+// runs hooks, then waits for the kubelet's StartContainer), so watching for new processes every
+// IdleInterval is enough to start looking fast in time.
 const (
 	DefaultProcRoot     = "/proc"
 	DefaultFastInterval = 100 * time.Microsecond
 	DefaultFastFor      = 5 * time.Second
+	DefaultIdleInterval = 2 * time.Millisecond
 	DefaultSlowInterval = 10 * time.Millisecond
 )
+
+// settleFor is how long the finder scans fully at FastInterval after a pid was allocated that is
+// neither a listed process nor a thread of one: the kernel allocates a pid before the process
+// shows in /proc, and a forking thread may be preempted between the two.
+const settleFor = 20 * time.Millisecond
+
+// maxExplained bounds how many newly allocated pids the finder explains one by one; beyond that
+// it just settles.
+const maxExplained = 64
+
+// execFor is how long the finder polls fast after a watched thread of a new process ended before
+// it watches that process's threads again: the process may be in execve, whose dying threads are
+// still listed for a moment. (After that, a process left with one thread is polled fast anyway.)
+const execFor = 5 * time.Millisecond
+
+// armRetry is how often the finder tries again to watch the threads of a new process that has
+// too few of them (it may be a Go program that has not started its threads yet).
+const armRetry = time.Millisecond
 
 // ErrNotFound is returned by Find when ctx ends before main was seen.
 var ErrNotFound = errors.New("main's process was not found")
@@ -47,10 +67,33 @@ type ProcFinder struct {
 	Self int
 	// Parent is main's parent pid as ProcRoot shows it: 0 in a Pod (the default).
 	Parent int
-	// FastInterval, FastFor and SlowInterval tune the polling; zero means the default.
+	// FastInterval, FastFor, IdleInterval and SlowInterval tune the polling (see Find); zero
+	// means the default.
 	FastInterval time.Duration
 	FastFor      time.Duration
+	IdleInterval time.Duration
 	SlowInterval time.Duration
+
+	// noThreadPidfds makes Find poll fast where it would wait on threads (kernels before 6.9).
+	noThreadPidfds bool
+	// trace, when set, is told Find's mode after its first look and whenever it changes.
+	trace func(findMode)
+}
+
+// findMode is how Find waits for its next look.
+type findMode int
+
+const (
+	// modeIdle: IdleInterval, nothing may exec main.
+	modeIdle findMode = iota
+	// modeArmed: up to IdleInterval, woken early when a watched thread of a new process ends.
+	modeArmed
+	// modeFast: FastInterval.
+	modeFast
+)
+
+func (m findMode) String() string {
+	return [...]string{"idle", "armed", "fast"}[m]
 }
 
 // NewProcFinder returns a finder for the StepRun with this UID, scanning procRoot ("" means
@@ -62,27 +105,43 @@ func NewProcFinder(procRoot, uid string) *ProcFinder {
 	return &ProcFinder{ProcRoot: procRoot, Marker: MarkerFor(uid), Self: os.Getpid()}
 }
 
-// Find scans until main is found and returns its pid. firstScan, when not nil, is called once
+// Find looks until main is found and returns its pid. firstScan, when not nil, is called once
 // after the first complete scan (the executor is then watching /proc and may say it is ready);
 // its error ends Find. Find returns ErrNotFound (wrapping ctx's error) when ctx ends first.
+//
+// Main can only be a process whose parent is Parent, and it either appears marked or appears
+// unmarked (the runtime's init, PPid 0 in a Pod) and later execs main in place, keeping its pid.
+// Each wakeup costs tens of microseconds of CPU on a busy node, whatever the look does, so Find
+// wakes often only while such an init may exec main:
+//   - idle, it reads the pid most recently allocated in its PID namespace (the last field of
+//     <ProcRoot>/loadavg, one pread) every IdleInterval, scans fully when that changed, and at
+//     least every SlowInterval;
+//   - an unmarked child of Parent other than pid 1 (pause) is pending for FastFor after it
+//     first shows (runc init may wait that long for the kubelet's StartContainer on a busy
+//     node): Find then looks every FastInterval, re-reading only the environ of Parent's
+//     children while no new pid is allocated;
+//   - but when a pending process has threads (runc init is a Go program), Find holds pidfds of
+//     two of them (PIDFD_THREAD) and sleeps on those instead, up to IdleInterval: execve ends
+//     every thread but the caller, so one of them ends as the exec starts, and Find then looks
+//     every FastInterval for execFor, before the new program runs;
+//   - after a pid allocation that is neither a listed process nor a thread of one, it scans
+//     fully every FastInterval for settleFor.
+//
+// When loadavg is unreadable, or is not this proc filesystem's namespace's, every look is a full
+// scan, at the same intervals.
 func (f *ProcFinder) Find(ctx context.Context, firstScan func() error) (int, error) {
-	fast, fastFor, slow := f.FastInterval, f.FastFor, f.SlowInterval
-	if fast <= 0 {
-		fast = DefaultFastInterval
-	}
-	if fastFor <= 0 {
-		fastFor = DefaultFastFor
-	}
-	if slow <= 0 {
-		slow = DefaultSlowInterval
-	}
-	s := newScanner(f.ProcRoot, f.Marker, f.Self, f.Parent)
-	fastUntil := time.Now().Add(fastFor)
+	w := f.newWatch()
+	defer w.close()
+	var was findMode
 	for first := true; ; first = false {
 		if err := ctx.Err(); err != nil {
 			return 0, fmt.Errorf("%w: %w", ErrNotFound, err)
 		}
-		pid, found, grew, err := s.scan()
+		now := time.Now()
+		if dbgLook != nil {
+			dbgLook(now)
+		}
+		pid, found, err := w.look(now)
 		if err != nil {
 			return 0, err
 		}
@@ -94,44 +153,296 @@ func (f *ProcFinder) Find(ctx context.Context, firstScan func() error) (int, err
 		if found {
 			return pid, nil
 		}
-		now := time.Now()
-		if grew {
-			fastUntil = now.Add(fastFor)
+		mode := w.mode(now)
+		if f.trace != nil && (first || mode != was) {
+			f.trace(mode)
 		}
-		if now.Before(fastUntil) {
-			// time.Sleep and timers round sub-millisecond waits up to about 1 ms; nanosleep does
-			// not. It blocks this goroutine's thread for the interval, which is what we want.
-			ts := unix.NsecToTimespec(int64(fast))
-			_ = unix.Nanosleep(&ts, nil)
-			continue
-		}
-		t := time.NewTimer(slow)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
+		was = mode
+		switch mode {
+		case modeFast:
+			nap(w.fastInterval)
+		case modeArmed:
+			w.waitArmed()
+		default:
+			nap(w.idleInterval)
 		}
 	}
 }
 
 // Scan looks once and reports main's pid if it is there.
 func (f *ProcFinder) Scan() (pid int, found bool, err error) {
-	pid, found, _, err = newScanner(f.ProcRoot, f.Marker, f.Self, f.Parent).scan()
-	return pid, found, err
+	s := newScanner(f.ProcRoot, f.Marker, f.Self, f.Parent)
+	defer s.close()
+	return s.scan(time.Now())
 }
 
-// scanner keeps what one scan needs between scans: a read buffer and the pids seen last time.
+// watch is Find's state between looks.
+type watch struct {
+	s                                                 *scanner
+	fastInterval, fastFor, idleInterval, slowInterval time.Duration
+	// loadavg is <ProcRoot>/loadavg held open, or -1 when it is not used; lastPID is its last
+	// field as last read.
+	loadavg     int
+	lastPID     int
+	lastFull    time.Time
+	settleUntil time.Time
+	// threadPidfds is cleared when the kernel refuses PIDFD_THREAD; a watched thread's end makes
+	// Find look fast until execUntil.
+	threadPidfds bool
+	execUntil    time.Time
+	pollFDs      []unix.PollFd
+	pollPIDs     []int
+	buf          []byte
+}
+
+func (f *ProcFinder) newWatch() *watch {
+	w := &watch{
+		s:            newScanner(f.ProcRoot, f.Marker, f.Self, f.Parent),
+		fastInterval: orDefault(f.FastInterval, DefaultFastInterval),
+		fastFor:      orDefault(f.FastFor, DefaultFastFor),
+		idleInterval: orDefault(f.IdleInterval, DefaultIdleInterval),
+		slowInterval: orDefault(f.SlowInterval, DefaultSlowInterval),
+		loadavg:      -1,
+		threadPidfds: !f.noThreadPidfds,
+		buf:          make([]byte, 128),
+	}
+	if fd, err := unix.Open(filepath.Join(f.ProcRoot, "loadavg"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+		w.loadavg = fd
+	}
+	return w
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func (w *watch) close() {
+	w.dropLoadavg()
+	w.s.close()
+}
+
+func (w *watch) dropLoadavg() {
+	if w.loadavg >= 0 {
+		_ = unix.Close(w.loadavg)
+		w.loadavg = -1
+	}
+}
+
+// look is one step of Find at time now.
+func (w *watch) look(now time.Time) (pid int, found bool, err error) {
+	first := !w.s.scanned
+	full := first || w.loadavg < 0 || now.Sub(w.lastFull) >= w.slowInterval || now.Before(w.settleUntil)
+	prev, changed := w.lastPID, false
+	if w.loadavg >= 0 {
+		// Read before listing: a process forked after the read changes it again.
+		n, err := readLastPID(w.loadavg, w.buf)
+		switch {
+		case err != nil:
+			w.dropLoadavg()
+			full = true
+		case n != prev:
+			w.lastPID, changed, full = n, true, true
+		}
+	}
+	if full {
+		pid, found, err = w.s.scan(now)
+		if err != nil || found {
+			return pid, found, err
+		}
+		w.lastFull = now
+		switch {
+		case first && w.loadavg >= 0 && w.s.maxPID > w.lastPID:
+			// A listed pid above the namespace's last allocated one: loadavg counts another PID
+			// namespace (the reader's, not ProcRoot's).
+			w.dropLoadavg()
+		case changed && !first && !w.explained(prev, w.lastPID):
+			w.settleUntil = now.Add(settleFor)
+		}
+	} else if pid, found, err = w.s.check(now); found {
+		return pid, found, err
+	}
+	w.arm(now)
+	return 0, false, nil
+}
+
+// pending reports whether a child of Parent may still exec main: it is not the namespace's init
+// (pause, in a Pod), and it was first seen less than FastFor ago. Being a child of Parent not
+// taken for main, it is unmarked.
+func (w *watch) pending(pr *proc, now time.Time) bool {
+	return pr.pid != 1 && now.Sub(pr.seen) < w.fastFor
+}
+
+// mode says how to wait for the next look.
+func (w *watch) mode(now time.Time) findMode {
+	if now.Before(w.settleUntil) || now.Before(w.execUntil) {
+		return modeFast
+	}
+	mode := modeIdle
+	for _, p := range w.s.children {
+		pr := w.s.procs[p]
+		if pr == nil || !w.pending(pr, now) {
+			continue
+		}
+		if !pr.armed() {
+			return modeFast
+		}
+		mode = modeArmed
+	}
+	return mode
+}
+
+// arm holds pidfds of two threads of each pending process that has them and releases those of
+// processes no longer pending.
+func (w *watch) arm(now time.Time) {
+	for _, p := range w.s.children {
+		pr := w.s.procs[p]
+		if pr == nil {
+			continue
+		}
+		if !w.pending(pr, now) {
+			pr.disarm()
+			continue
+		}
+		if !w.threadPidfds || pr.armed() || now.Before(pr.nextArm) {
+			continue
+		}
+		switch err := w.s.armThreads(p, pr); {
+		case errors.Is(err, unix.EINVAL):
+			w.threadPidfds = false // no PIDFD_THREAD: poll fast
+		case errors.Is(err, errFewThreads):
+			pr.nextArm = now.Add(armRetry)
+		case err != nil:
+			// A thread ended between the listing and pidfd_open: maybe an exec.
+			w.execUntil = now.Add(execFor)
+			pr.nextArm = w.execUntil
+		}
+	}
+}
+
+// waitArmed sleeps until a watched thread ends or IdleInterval passes. A process whose thread
+// ended is disarmed, and Find looks fast for execFor.
+func (w *watch) waitArmed() {
+	w.pollFDs, w.pollPIDs = w.pollFDs[:0], w.pollPIDs[:0]
+	now := time.Now()
+	for _, p := range w.s.children {
+		pr := w.s.procs[p]
+		if pr == nil || !pr.armed() || !w.pending(pr, now) {
+			continue
+		}
+		for _, fd := range pr.threads {
+			w.pollFDs = append(w.pollFDs, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+			w.pollPIDs = append(w.pollPIDs, p)
+		}
+	}
+	if len(w.pollFDs) == 0 || !pollRaw(w.pollFDs, w.idleInterval) {
+		return
+	}
+	now = time.Now()
+	for i, fd := range w.pollFDs {
+		if fd.Revents == 0 {
+			continue
+		}
+		if pr := w.s.procs[w.pollPIDs[i]]; pr != nil {
+			pr.disarm()
+			pr.nextArm = now.Add(execFor)
+		}
+		w.execUntil = now.Add(execFor)
+	}
+}
+
+// explained reports whether every pid allocated after from up to to is a process the last scan
+// listed, or a thread of one of them or of the finder's own process (the Go runtime, in runc
+// init or in the executor, starts threads as it likes).
+func (w *watch) explained(from, to int) bool {
+	if to < from || to-from > maxExplained {
+		return false // wrapped around, or too busy to bother
+	}
+	for pid := from + 1; pid <= to; pid++ {
+		if _, ok := w.s.procs[pid]; ok {
+			continue
+		}
+		tgid, err := w.s.readTgid(pid)
+		if err != nil || tgid == pid {
+			return false // gone, or a process that was not listed yet
+		}
+		if _, ok := w.s.procs[tgid]; !ok && tgid != w.s.self {
+			return false
+		}
+	}
+	return true
+}
+
+// scanner keeps what scans need between them: the open proc directory, buffers and what it knows
+// of each process listed last time.
 type scanner struct {
 	procRoot string
 	marker   []byte
 	self     int
 	parent   int
 	buf      []byte
-	seen     map[int]bool
+	dirBuf   []byte
+	dir      int // ProcRoot, opened by the first scan; -1 before
+	pids     []int
+	tids     []int
+	maxPID   int // the highest pid of the last listing
+	// procs are the processes of the last listing but Self, by pid; children are those whose
+	// parent is Parent, the only ones that can be main.
+	procs    map[int]*proc
+	children []int
+	gen      uint64
+	scanned  bool
+}
+
+// proc is what a scanner remembers of a process. Its parent and start time are read once: a
+// process is only ever reparented to a reaper inside its PID namespace, never to Parent, which
+// is outside it in a Pod.
+type proc struct {
+	pid, ppid, start int
+	environ     string
+	seen        time.Time // first listed
+	gen         uint64
+	// threads are PIDFD_THREAD pidfds of two of its threads other than the leader, or -1.
+	threads [2]int
+	nextArm time.Time
+}
+
+func (pr *proc) armed() bool { return pr.threads[0] >= 0 }
+
+func (pr *proc) disarm() {
+	for i, fd := range pr.threads {
+		if fd >= 0 {
+			_ = unix.Close(fd)
+			pr.threads[i] = -1
+		}
+	}
 }
 
 func newScanner(procRoot, marker string, self, parent int) *scanner {
-	return &scanner{procRoot: procRoot, marker: []byte(marker), self: self, parent: parent, buf: make([]byte, 16*1024)}
+	return &scanner{
+		procRoot: procRoot, marker: []byte(marker), self: self, parent: parent,
+		buf: make([]byte, 16*1024), dir: -1, procs: make(map[int]*proc),
+	}
+}
+
+func (s *scanner) close() {
+	if s.dir >= 0 {
+		_ = unix.Close(s.dir)
+		s.dir = -1
+	}
+	for p := range s.procs {
+		s.forget(p)
+	}
+}
+
+// forget drops a process that is gone.
+func (s *scanner) forget(pid int) {
+	if pr := s.procs[pid]; pr != nil {
+		pr.disarm()
+		delete(s.procs, pid)
+	}
 }
 
 // candidate is a marked process whose parent is main's parent.
@@ -139,33 +450,66 @@ type candidate struct {
 	pid, startTicks int
 }
 
-// scan lists the processes once. grew reports that a process appeared since the previous scan.
-func (s *scanner) scan() (pid int, found, grew bool, err error) {
-	pids, err := listPIDs(s.procRoot)
+// scan lists the processes and looks at the environ of each child of Parent.
+func (s *scanner) scan(now time.Time) (pid int, found bool, err error) {
+	pids, err := s.list()
 	if err != nil {
-		return 0, false, false, err
+		return 0, false, err
 	}
-	present := make(map[int]bool, len(pids))
-	marked := make(map[int]bool)
+	s.gen++
+	s.maxPID = 0
+	s.children = s.children[:0]
 	for _, p := range pids {
+		s.maxPID = max(s.maxPID, p)
 		if p == s.self {
 			continue
 		}
-		present[p] = true
-		if s.seen != nil && !s.seen[p] {
-			grew = true
+		pr := s.procs[p]
+		if pr == nil {
+			ppid, start, err := readStat(s.procRoot, p)
+			if err != nil {
+				continue // exited meanwhile
+			}
+			pr = &proc{pid: p, ppid: ppid, start: start, seen: now,
+				environ: filepath.Join(s.procRoot, strconv.Itoa(p), "environ"), threads: [2]int{-1, -1}}
+			s.procs[p] = pr
 		}
-		if s.isMarked(p) {
-			marked[p] = true
+		pr.gen = s.gen
+		if pr.ppid == s.parent {
+			s.children = append(s.children, p)
 		}
 	}
-	s.seen = present
+	for p, pr := range s.procs {
+		if pr.gen != s.gen {
+			s.forget(p)
+		}
+	}
+	s.scanned = true
+	return s.check(now)
+}
 
+// check reads the environ of Parent's children only: without a new pid, main can only be one of
+// them, exec'd in place.
+func (s *scanner) check(now time.Time) (pid int, found bool, err error) {
 	var best *candidate
-	for p := range marked {
+	for _, p := range s.children {
+		pr := s.procs[p]
+		if pr == nil {
+			continue
+		}
+		// Unreadable is not gone: while a thread other than the leader execs, taking over the
+		// leader's pid, /proc/<pid> may briefly not resolve. Only a listing forgets a process.
+		if !s.isMarkedAt(pr.environ) {
+			continue
+		}
+		// Marked: read its stat again, in case the pid now is another process.
 		ppid, start, err := readStat(s.procRoot, p)
 		if err != nil {
 			continue // exited meanwhile
+		}
+		if start != pr.start {
+			pr.disarm()
+			pr.ppid, pr.start, pr.seen = ppid, start, now
 		}
 		if ppid != s.parent {
 			continue // a child of main, or a runtime hook running with main's environment
@@ -175,19 +519,21 @@ func (s *scanner) scan() (pid int, found, grew bool, err error) {
 		}
 	}
 	if best == nil {
-		return 0, false, grew, nil
+		return 0, false, nil
 	}
-	return best.pid, true, grew, nil
+	return best.pid, true, nil
 }
 
 // isMarked reads /proc/<pid>/environ. Unreadable processes (exited, another user's, kernel
 // threads, zombies with an empty environment) are not marked.
 func (s *scanner) isMarked(pid int) bool {
-	env, err := s.readFile(filepath.Join(s.procRoot, strconv.Itoa(pid), "environ"))
-	if err != nil {
-		return false
-	}
-	return hasEnvEntry(env, s.marker)
+	return s.isMarkedAt(filepath.Join(s.procRoot, strconv.Itoa(pid), "environ"))
+}
+
+// isMarkedAt is isMarked with the environ file's path.
+func (s *scanner) isMarkedAt(environ string) bool {
+	env, err := s.readFile(environ)
+	return err == nil && hasEnvEntry(env, s.marker)
 }
 
 // readFile reads a small proc file into the scanner's buffer, growing it as needed. The result
@@ -232,29 +578,6 @@ func hasEnvEntry(env, entry []byte) bool {
 		}
 	}
 	return false
-}
-
-// listPIDs lists the numeric entries of a proc filesystem.
-func listPIDs(procRoot string) ([]int, error) {
-	d, err := os.Open(procRoot)
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", procRoot, err)
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", procRoot, err)
-	}
-	pids := make([]int, 0, len(names))
-	for _, n := range names {
-		if n == "" || n[0] < '0' || n[0] > '9' {
-			continue
-		}
-		if p, err := strconv.Atoi(n); err == nil {
-			pids = append(pids, p)
-		}
-	}
-	return pids, nil
 }
 
 // readStat returns a process's parent pid and start time (clock ticks since boot) from

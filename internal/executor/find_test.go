@@ -2,10 +2,12 @@ package executor
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -168,8 +170,9 @@ func TestHasEnvEntry(t *testing.T) {
 // about 15 µs. Try: unshare -pf --mount-proc ./executor.test -test.run - -test.bench Scan
 func BenchmarkScan(b *testing.B) {
 	s := newScanner("/proc", newMarker(), os.Getpid(), os.Getpid())
+	defer s.close()
 	for b.Loop() {
-		if _, _, _, err := s.scan(); err != nil {
+		if _, _, err := s.scan(time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -180,25 +183,41 @@ func writeProc(t *testing.T, procs map[int]fakeProcess) string {
 	t.Helper()
 	root := t.TempDir()
 	for pid, p := range procs {
-		dir := filepath.Join(root, strconv.Itoa(pid))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		// /proc/<pid>/stat: pid (comm) state ppid ... starttime (field 22).
-		fields := make([]string, 20)
-		for i := range fields {
-			fields[i] = "0"
-		}
-		fields[0], fields[1], fields[19] = "S", strconv.Itoa(p.ppid), strconv.Itoa(pid)
-		stat := fmt.Sprintf("%d (%s) %s\n", pid, p.comm, strings.Join(fields, " "))
-		env := strings.Join(p.env, "\x00") + "\x00"
-		for name, data := range map[string]string{"stat": stat, "environ": env} {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		writeFakeProcess(t, root, pid, p)
 	}
 	return root
+}
+
+// writeFakeProcess writes (or rewrites) one process of a fake proc tree; its start time is its
+// pid.
+func writeFakeProcess(t *testing.T, root string, pid int, p fakeProcess) {
+	t.Helper()
+	dir := filepath.Join(root, strconv.Itoa(pid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// /proc/<pid>/stat: pid (comm) state ppid ... starttime (field 22).
+	fields := make([]string, 20)
+	for i := range fields {
+		fields[i] = "0"
+	}
+	fields[0], fields[1], fields[19] = "S", strconv.Itoa(p.ppid), strconv.Itoa(pid)
+	stat := fmt.Sprintf("%d (%s) %s\n", pid, p.comm, strings.Join(fields, " "))
+	env := strings.Join(p.env, "\x00") + "\x00"
+	for name, data := range map[string]string{"stat": stat, "environ": env} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// writeLoadavg writes a fake /proc/loadavg whose last field, the last pid allocated, is lastPID.
+func writeLoadavg(t *testing.T, root string, lastPID int) {
+	t.Helper()
+	data := fmt.Sprintf("0.52 0.58 0.59 1/%d %d\n", lastPID, lastPID)
+	if err := os.WriteFile(filepath.Join(root, "loadavg"), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 type fakeProcess struct {
@@ -230,5 +249,216 @@ func TestScanTakesOnlyTheProcessWhoseParentIsOutsideThePod(t *testing.T) {
 	f.ProcRoot = writeProc(t, pod)
 	if pid, found, err := f.Scan(); err != nil || !found || pid != 19 {
 		t.Fatalf("Scan = %d, %v, %v; want main, pid 19", pid, found, err)
+	}
+}
+
+// fakeProcPod is a fake proc tree of a Pod before main starts: pause (1) and the executor (7, Self),
+// with a loadavg; lookAt drives Find's watch through it on a made-up clock.
+type fakeProcPod struct {
+	t    *testing.T
+	root string
+	w    *watch
+	t0   time.Time
+}
+
+const (
+	fakeFastFor = time.Second
+	fakeSelf    = 7
+)
+
+func newFakeProcPod(t *testing.T, marker string, withLoadavg bool) *fakeProcPod {
+	root := writeProc(t, map[int]fakeProcess{
+		1:        {comm: "pause", env: []string{"PATH=/"}},
+		fakeSelf: {comm: "pns-executor", env: []string{"PNSFLOW_EXECUTOR_CONFIG={}"}},
+	})
+	if withLoadavg {
+		writeLoadavg(t, root, fakeSelf)
+	}
+	f := &ProcFinder{ProcRoot: root, Marker: marker, Self: fakeSelf, FastFor: fakeFastFor, noThreadPidfds: true}
+	p := &fakeProcPod{t: t, root: root, w: f.newWatch(), t0: time.Now()}
+	t.Cleanup(p.w.close)
+	return p
+}
+
+// lookAt makes one look at t0+at and returns the mode Find would wait in next, or fails the test
+// when main is found.
+func (p *fakeProcPod) lookAt(at time.Duration) findMode {
+	p.t.Helper()
+	now := p.t0.Add(at)
+	pid, found, err := p.w.look(now)
+	if err != nil || found {
+		p.t.Fatalf("look at %v = %d, %v, %v; want nothing found", at, pid, found, err)
+	}
+	return p.w.mode(now)
+}
+
+func (p *fakeProcPod) start(pid int, proc fakeProcess) {
+	p.t.Helper()
+	writeFakeProcess(p.t, p.root, pid, proc)
+	writeLoadavg(p.t, p.root, pid)
+}
+
+func TestFindPollsFastOnlyWhileANewChildOfParentMayExecMain(t *testing.T) {
+	marker := MarkerFor("uid-1")
+	pod := newFakeProcPod(t, marker, true)
+	ms := time.Millisecond
+	steps := []struct {
+		name string
+		at   time.Duration
+		do   func()
+		want findMode
+	}{
+		{"first scan", 0, nil, modeIdle},
+		{"nothing new", 2 * ms, nil, modeIdle},
+		{"runc init appears, unmarked, parent outside the Pod", 4 * ms,
+			func() { pod.start(8, fakeProcess{comm: "runc:[2:INIT]", env: []string{"_LIBCONTAINER_INITPIPE=3"}}) }, modeFast},
+		{"its hook runs with main's environment", 6 * ms,
+			func() { pod.start(9, fakeProcess{comm: "mount-product-f", ppid: 8, env: []string{marker}}) }, modeFast},
+		{"still within FastFor of runc init's appearance", fakeFastFor, nil, modeFast},
+		{"FastFor after it appeared, though it is still there", fakeFastFor + 5*ms, nil, modeIdle},
+		{"a process whose parent is not Parent appears", fakeFastFor + 10*ms,
+			func() { pod.start(10, fakeProcess{comm: "sh", ppid: 1, env: []string{"A=1"}}) }, modeIdle},
+	}
+	for _, s := range steps {
+		if s.do != nil {
+			s.do()
+		}
+		if got := pod.lookAt(s.at); got != s.want {
+			t.Errorf("%s: mode %v, want %v", s.name, got, s.want)
+		}
+	}
+}
+
+func TestFindCatchesAnExecInPlaceWithoutAFullScan(t *testing.T) {
+	marker := MarkerFor("uid-1")
+	pod := newFakeProcPod(t, marker, true)
+	pod.lookAt(0)
+	pod.start(8, fakeProcess{comm: "runc:[2:INIT]", env: []string{"_LIBCONTAINER_INITPIPE=3"}})
+	if got := pod.lookAt(time.Millisecond); got != modeFast {
+		t.Fatalf("mode %v after runc init appeared, want fast", got)
+	}
+	lastFull := pod.w.lastFull
+
+	// runc init execs main: same pid, no pid allocated, so no full scan.
+	writeFakeProcess(t, pod.root, 8, fakeProcess{comm: "true", env: []string{marker}})
+	pid, found, err := pod.w.look(pod.t0.Add(1100 * time.Microsecond))
+	if err != nil || !found || pid != 8 {
+		t.Fatalf("look = %d, %v, %v; want main, pid 8", pid, found, err)
+	}
+	if pod.w.lastFull != lastFull {
+		t.Error("the look scanned /proc fully; want only Parent's children re-read")
+	}
+}
+
+func TestFindSettlesAfterAnAllocationItCannotExplain(t *testing.T) {
+	pod := newFakeProcPod(t, MarkerFor("uid-1"), true)
+	ms := time.Millisecond
+	pod.lookAt(0)
+
+	// Threads (not listed in a real /proc, but their status says whose they are) of the executor
+	// itself and of pause: explained, stays idle.
+	for tid, tgid := range map[int]int{8: fakeSelf, 9: 1} {
+		status := fmt.Sprintf("Name:\tx\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t%d\nPid:\t%d\n", tgid, tid)
+		if err := os.MkdirAll(filepath.Join(pod.root, strconv.Itoa(tid)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pod.root, strconv.Itoa(tid), "status"), []byte(status), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeLoadavg(t, pod.root, 9)
+	if got := pod.lookAt(2 * ms); got != modeIdle {
+		t.Errorf("after threads of listed processes started: mode %v, want idle", got)
+	}
+
+	// A pid nobody listed (a process not yet in /proc, or gone already): full scans for a while.
+	writeLoadavg(t, pod.root, 10)
+	if got := pod.lookAt(4 * ms); got != modeFast {
+		t.Errorf("after an unexplained pid: mode %v, want fast", got)
+	}
+	lastFull := pod.w.lastFull
+	pod.lookAt(5 * ms)
+	if pod.w.lastFull == lastFull {
+		t.Error("while settling, a look did not scan fully")
+	}
+	if got := pod.lookAt(4*ms + settleFor); got != modeIdle {
+		t.Errorf("settleFor after the unexplained pid: mode %v, want idle", got)
+	}
+}
+
+func TestFindScansFullyWithoutAUsableLoadavg(t *testing.T) {
+	tests := []struct {
+		name    string
+		lastPID int // 0: no loadavg
+	}{
+		{"no loadavg", 0},
+		// A pid above the last allocated one: another namespace's counter.
+		{"loadavg of another PID namespace", 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := newFakeProcPod(t, MarkerFor("uid-1"), false)
+			if tt.lastPID != 0 {
+				writeLoadavg(t, pod.root, tt.lastPID)
+				pod.w.close()
+				pod.w = (&ProcFinder{ProcRoot: pod.root, Marker: MarkerFor("uid-1"), Self: fakeSelf, noThreadPidfds: true}).newWatch()
+			}
+			pod.lookAt(0)
+			if pod.w.loadavg >= 0 {
+				t.Fatal("the watch kept loadavg")
+			}
+			for _, at := range []time.Duration{time.Millisecond, 2 * time.Millisecond} {
+				pod.lookAt(at)
+				if !pod.w.lastFull.Equal(pod.t0.Add(at)) {
+					t.Errorf("the look at %v did not scan fully", at)
+				}
+			}
+		})
+	}
+}
+
+func TestReadLastPID(t *testing.T) {
+	tests := []struct {
+		loadavg string
+		want    int
+		wantErr bool
+	}{
+		{"0.00 0.01 0.05 1/123 4567\n", 4567, false},
+		{"12.50 8.01 3.00 13/144 15306\n", 15306, false},
+		{"0.00 0.01 0.05 1/123 \n", 0, true},
+		{"0.00 0.01 0.05 1/123 45x\n", 0, true},
+		{"4567", 0, true},
+		{"", 0, true},
+	}
+	for _, tt := range tests {
+		path := filepath.Join(t.TempDir(), "loadavg")
+		if err := os.WriteFile(path, []byte(tt.loadavg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readLastPID(int(f.Fd()), make([]byte, 128))
+		f.Close()
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("readLastPID(%q) = %d, %v; want %d, error %v", tt.loadavg, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestAppendPIDs(t *testing.T) {
+	// linux_dirent64 records: d_ino, d_off, d_reclen, d_type, name, NUL, padding to 8 bytes.
+	var b []byte
+	for _, name := range []string{".", "..", "1", "self", "4194304", "12a", "7", "1234567890"} {
+		reclen := (19 + len(name) + 1 + 7) &^ 7
+		rec := make([]byte, reclen)
+		binary.NativeEndian.PutUint16(rec[16:], uint16(reclen))
+		copy(rec[19:], name)
+		b = append(b, rec...)
+	}
+	got := appendPIDs(nil, b)
+	if want := []int{1, 4194304, 7}; !slices.Equal(got, want) {
+		t.Errorf("appendPIDs = %v, want %v", got, want)
 	}
 }

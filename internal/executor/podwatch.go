@@ -45,15 +45,26 @@ type Termination struct {
 	DeadlineAt time.Time
 }
 
-// MainState is what the Pod says about main: nothing yet, running, or terminated.
+// MainState is what the Pod says about main: nothing yet, running, or terminated; and how often
+// the kubelet restarted the executor.
 type MainState struct {
-	Running    *Running
-	Terminated *Termination
+	Running          *Running
+	Terminated       *Termination
+	ExecutorRestarts int32
 }
 
 // MainStateOf reads main's state from a Pod.
 func MainStateOf(pod *corev1.Pod) MainState {
 	var st MainState
+	// The executor is a native sidecar (an init container); Pods made before it was one list it
+	// with the containers.
+	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+		for i := range list {
+			if list[i].Name == executorconfig.ExecutorContainer {
+				st.ExecutorRestarts = max(st.ExecutorRestarts, list[i].RestartCount)
+			}
+		}
+	}
 	for i := range pod.Status.ContainerStatuses {
 		cs := &pod.Status.ContainerStatuses[i]
 		if cs.Name != executorconfig.MainContainer {
@@ -108,6 +119,13 @@ func NewPodWatcherForClient(c rest.Interface, ns, pod string) *PodWatcher {
 	return &PodWatcher{client: c, namespace: ns, name: pod, changed: make(chan struct{})}
 }
 
+// ExecutorRestarts is how often the kubelet restarted the executor, as far as the Pod said.
+func (w *PodWatcher) ExecutorRestarts() int32 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state.ExecutorRestarts
+}
+
 // MainStarted waits until main is running or has terminated.
 func (w *PodWatcher) MainStarted(ctx context.Context) (MainState, error) {
 	return w.wait(ctx, func(s MainState) bool { return s.Running != nil || s.Terminated != nil })
@@ -154,6 +172,8 @@ func (w *PodWatcher) observe(pod *corev1.Pod, deleted bool) {
 	if st.Terminated != nil && w.state.Terminated == nil {
 		w.state.Terminated, changed = st.Terminated, true
 	}
+	// Not a change anyone waits for: reports read it when they are made.
+	w.state.ExecutorRestarts = max(w.state.ExecutorRestarts, st.ExecutorRestarts)
 	if deleted && !w.gone {
 		w.gone, changed = true, true
 	}

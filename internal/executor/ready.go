@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// ReadySignal tells the postStart hook that the executor watches /proc: it listens on an
+// ReadySignal tells the startup probe that the executor watches /proc: it listens on an
 // abstract unix socket (in the Pod's network namespace; no filesystem needed), and WaitReady
 // returns once it can connect.
 type ReadySignal struct {

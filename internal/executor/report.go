@@ -38,7 +38,12 @@ type Outcome struct {
 	Duration   time.Duration
 	Parameters []v1alpha1.OutputParameterValue
 	Result     *string
+	// MainNeverStarted: the runtime could not start main, so main cannot have done anything.
+	MainNeverStarted bool
 }
+
+// startFailures are main's terminated reasons when the runtime could not start it at all.
+var startFailures = map[string]bool{"StartError": true, "ContainerCannotRun": true}
 
 // Decide maps main's termination, the collected outputs and the log's tail to the terminal
 // outcome. measured is main's run time as the executor measured it (finer than the kubelet's
@@ -64,6 +69,10 @@ func Decide(t Termination, c Collected, result *string, measured time.Duration) 
 		o.Duration = measured
 	}
 	switch {
+	case startFailures[t.Reason]:
+		o.Phase, o.Reason, o.MainNeverStarted = v1alpha1.StepRunError, v1alpha1.ReasonMainStartFailed, true
+		o.StartedAt, o.FinishedAt, o.Duration = time.Time{}, time.Time{}, -1
+		o.Message = fmt.Sprintf("the container runtime could not start main (%s): %s", t.Reason, t.Message)
 	case killedByDeadline(t):
 		o.Phase, o.Reason = v1alpha1.StepRunFailed, v1alpha1.ReasonDeadlineExceeded
 		o.Message = fmt.Sprintf("main ran past the Pod's activeDeadlineSeconds and was stopped (exit code %d)", code)
@@ -118,6 +127,7 @@ type patchStatus struct {
 	Reason             string                   `json:"reason"`
 	Message            string                   `json:"message"`
 	Outputs            *v1alpha1.StepRunOutputs `json:"outputs,omitempty"`
+	ExecutorRestarts   int32                    `json:"executorRestarts,omitempty"`
 	// Conditions are sent whole (a merge patch replaces a list): the current ones, with
 	// Succeeded set, so the controller's conditions are kept.
 	Conditions []metav1.Condition `json:"conditions"`
@@ -127,6 +137,8 @@ type patchStatus struct {
 type RunInfo struct {
 	Pod       string
 	Privilege executorconfig.Privilege
+	// ExecutorRestarts is how often the kubelet restarted the executor, when the report is made.
+	ExecutorRestarts int32
 }
 
 // RunInfoOf takes the RunInfo from the executor's config.
@@ -135,11 +147,18 @@ func RunInfoOf(c executorconfig.Config) RunInfo {
 }
 
 // withPhase returns current's conditions with the Succeeded condition set to mirror phase
-// (v1alpha1's SetPhase) and the ExecutorPrivileged condition recorded, and the message as
-// SetPhase caps it.
-func withPhase(current *v1alpha1.StepRun, info RunInfo, phase v1alpha1.StepRunPhase, reason, msg string, now time.Time) (string, []metav1.Condition) {
+// (v1alpha1's SetPhase), the ExecutorPrivileged and MainStarted conditions recorded, and the
+// message as SetPhase caps it.
+func withPhase(current *v1alpha1.StepRun, info RunInfo, phase v1alpha1.StepRunPhase, reason, msg string, mainStarted bool, now time.Time) (string, []metav1.Condition) {
 	st := current.Status.DeepCopy()
 	st.SetPhase(phase, reason, msg, current.Generation, now)
+	started := metav1.Condition{Type: v1alpha1.ConditionMainStarted, Status: metav1.ConditionTrue,
+		Reason: v1alpha1.ReasonMainStarted, Message: "main was started",
+		ObservedGeneration: current.Generation, LastTransitionTime: metav1.NewTime(now)}
+	if !mainStarted {
+		started.Status, started.Reason, started.Message = metav1.ConditionFalse, v1alpha1.ReasonMainNeverStarted, "main never started"
+	}
+	meta.SetStatusCondition(&st.Conditions, started)
 	if p := info.Privilege; p.Reason != "" {
 		cond := metav1.Condition{Type: v1alpha1.ConditionExecutorPrivileged, Status: metav1.ConditionFalse,
 			Reason: p.Reason, Message: p.Message, ObservedGeneration: current.Generation, LastTransitionTime: metav1.NewTime(now)}
@@ -151,27 +170,30 @@ func withPhase(current *v1alpha1.StepRun, info RunInfo, phase v1alpha1.StepRunPh
 	return st.Message, st.Conditions
 }
 
-func timePtr(t time.Time) *metav1.Time {
-	if t.IsZero() {
+// timePtr is t for the status of current, nil when t is unknown or impossible.
+func timePtr(current *v1alpha1.StepRun, t time.Time) *metav1.Time {
+	p := v1alpha1.PlausibleRunTime(t, current.CreationTimestamp.Time)
+	if p == nil {
 		return nil
 	}
-	mt := metav1.NewTime(t)
+	mt := metav1.NewTime(*p)
 	return &mt
 }
 
 // RunningPatch is the merge patch that reports main running since startedAt.
 func RunningPatch(current *v1alpha1.StepRun, info RunInfo, startedAt, now time.Time) ([]byte, error) {
-	msg, conds := withPhase(current, info, v1alpha1.StepRunRunning, v1alpha1.ReasonRunning, "main is running", now)
+	msg, conds := withPhase(current, info, v1alpha1.StepRunRunning, v1alpha1.ReasonRunning, "main is running", true, now)
 	p := statusPatch{
 		Metadata: patchMeta{ResourceVersion: current.ResourceVersion},
 		Status: patchStatus{
 			Phase:              v1alpha1.StepRunRunning,
 			PodName:            info.Pod,
 			ObservedGeneration: current.Generation,
-			StartedAt:          timePtr(startedAt),
+			StartedAt:          timePtr(current, startedAt),
 			Reason:             v1alpha1.ReasonRunning,
 			Message:            msg,
 			Conditions:         conds,
+			ExecutorRestarts:   info.ExecutorRestarts,
 		},
 	}
 	return json.Marshal(p)
@@ -183,18 +205,24 @@ func TerminalPatch(current *v1alpha1.StepRun, info RunInfo, o Outcome, now time.
 	if !o.Phase.IsTerminal() {
 		return nil, fmt.Errorf("reporting phase %q: not a terminal phase", o.Phase)
 	}
-	msg, conds := withPhase(current, info, o.Phase, o.Reason, o.Message, now)
+	msg, conds := withPhase(current, info, o.Phase, o.Reason, o.Message, !o.MainNeverStarted, now)
+	started, finished := timePtr(current, o.StartedAt), timePtr(current, o.FinishedAt)
+	duration := v1alpha1.FormatDuration(o.Duration)
+	if started == nil || finished == nil {
+		duration = "" // a duration between times that were dropped as impossible is not believed
+	}
 	st := patchStatus{
 		Phase:              o.Phase,
 		PodName:            info.Pod,
 		ObservedGeneration: current.Generation,
 		ExitCode:           o.ExitCode,
-		StartedAt:          timePtr(o.StartedAt),
-		FinishedAt:         timePtr(o.FinishedAt),
-		Duration:           v1alpha1.FormatDuration(o.Duration),
+		StartedAt:          started,
+		FinishedAt:         finished,
+		Duration:           duration,
 		Reason:             o.Reason,
 		Message:            msg,
 		Conditions:         conds,
+		ExecutorRestarts:   info.ExecutorRestarts,
 	}
 	if len(o.Parameters) > 0 || o.Result != nil {
 		st.Outputs = &v1alpha1.StepRunOutputs{Parameters: o.Parameters, Result: o.Result}
@@ -212,6 +240,8 @@ type Reporter struct {
 	UID string
 	// Info is written along with every report: the Pod's name and the executor's privileges.
 	Info RunInfo
+	// Restarts, when set, tells each report how often the kubelet has restarted the executor.
+	Restarts func() int32
 	// Now is the clock of the conditions' lastTransitionTime.
 	Now func() time.Time
 	// MaxConflicts bounds the re-reads after 409 Conflict; MaxRetries the retries of transient
@@ -253,15 +283,23 @@ func (r *Reporter) Get(ctx context.Context) (*v1alpha1.StepRun, error) {
 // ReportRunning patches phase Running with main's start time.
 func (r *Reporter) ReportRunning(ctx context.Context, startedAt time.Time) error {
 	return r.update(ctx, func(cur *v1alpha1.StepRun) ([]byte, error) {
-		return RunningPatch(cur, r.Info, startedAt, r.Now())
+		return RunningPatch(cur, r.info(), startedAt, r.Now())
 	})
 }
 
 // ReportTerminal patches the terminal outcome.
 func (r *Reporter) ReportTerminal(ctx context.Context, o Outcome) error {
 	return r.update(ctx, func(cur *v1alpha1.StepRun) ([]byte, error) {
-		return TerminalPatch(cur, r.Info, o, r.Now())
+		return TerminalPatch(cur, r.info(), o, r.Now())
 	})
+}
+
+func (r *Reporter) info() RunInfo {
+	info := r.Info
+	if r.Restarts != nil {
+		info.ExecutorRestarts = r.Restarts()
+	}
+	return info
 }
 
 // update reads the StepRun, builds a patch from what it read and sends it; on 409 Conflict it

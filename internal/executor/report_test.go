@@ -118,6 +118,23 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+func TestDecideMainTheRuntimeCouldNotStart(t *testing.T) {
+	for _, reason := range []string{"StartError", "ContainerCannotRun"} {
+		t.Run(reason, func(t *testing.T) {
+			// What the kubelet reports for a container whose runc create failed.
+			term := Termination{ExitCode: 128, Reason: reason, Message: "runc create failed", StartedAt: time.Unix(0, 0), FinishedAt: t1}
+			got := Decide(term, Collected{Parameters: []v1alpha1.OutputParameterValue{{Name: "a", Value: "1"}}}, nil, 0)
+			want := Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonMainStartFailed,
+				Message:  "the container runtime could not start main (" + reason + "): runc create failed",
+				ExitCode: ptr[int32](128), Duration: -1, MainNeverStarted: true,
+				Parameters: []v1alpha1.OutputParameterValue{{Name: "a", Value: "1"}}}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Decide (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestDecideDuration(t *testing.T) {
 	term := Termination{StartedAt: t0, FinishedAt: t0.Add(time.Second)}
 	if got := Decide(term, Collected{}, nil, 350*time.Millisecond).Duration; got != 350*time.Millisecond {
@@ -140,6 +157,7 @@ func TestDecideDuration(t *testing.T) {
 func stepRunWith(rv string, phase v1alpha1.StepRunPhase, conds ...metav1.Condition) *v1alpha1.StepRun {
 	sr := &v1alpha1.StepRun{}
 	sr.Name, sr.Namespace, sr.UID, sr.ResourceVersion, sr.Generation = "sr", "ns", types.UID("uid-1"), rv, 2
+	sr.CreationTimestamp = metav1.NewTime(t0.Add(-time.Second))
 	sr.Status.Phase = phase
 	sr.Status.Conditions = conds
 	return sr
@@ -160,11 +178,17 @@ func decodeJSON(t *testing.T, b []byte) map[string]any {
 	return m
 }
 
+func mainStartedCond(status, reason, message, at string) map[string]any {
+	return map[string]any{"type": "MainStarted", "status": status, "reason": reason, "message": message,
+		"observedGeneration": float64(2), "lastTransitionTime": at}
+}
+
 func TestRunningPatch(t *testing.T) {
 	now := t0.Add(5 * time.Second)
 	// The config says root with SYS_PTRACE; the condition already there says otherwise: the
 	// executor's own knowledge wins and the transition time moves.
-	info := RunInfo{Pod: "sr-pod", Privilege: executorconfig.Privilege{Privileged: true, Reason: "UIDOrGIDUnknown", Message: "runs as root"}}
+	info := RunInfo{Pod: "sr-pod", Privilege: executorconfig.Privilege{Privileged: true, Reason: "UIDOrGIDUnknown", Message: "runs as root"},
+		ExecutorRestarts: 1}
 	b, err := RunningPatch(stepRunWith("7", v1alpha1.StepRunPending, privileged), info, t0, now)
 	if err != nil {
 		t.Fatal(err)
@@ -178,12 +202,14 @@ func TestRunningPatch(t *testing.T) {
 			"startedAt":          "2026-05-01T10:00:00Z",
 			"reason":             "Running",
 			"message":            "main is running",
+			"executorRestarts":   float64(1),
 			"conditions": []any{
 				map[string]any{"type": "ExecutorPrivileged", "status": "True", "reason": "UIDOrGIDUnknown",
 					"message": "runs as root", "observedGeneration": float64(2), "lastTransitionTime": "2026-05-01T10:00:05Z"},
 				map[string]any{"type": "Succeeded", "status": "Unknown", "reason": "Running",
 					"message": "main is running", "observedGeneration": float64(2),
 					"lastTransitionTime": "2026-05-01T10:00:05Z"},
+				mainStartedCond("True", "MainStarted", "main was started", "2026-05-01T10:00:05Z"),
 			},
 		},
 	}
@@ -222,6 +248,7 @@ func TestTerminalPatch(t *testing.T) {
 					map[string]any{"type": "Succeeded", "status": "True", "reason": "Succeeded",
 						"message": "main exited with code 0", "observedGeneration": float64(2),
 						"lastTransitionTime": "2026-05-01T10:01:03Z"},
+					mainStartedCond("True", "MainStarted", "main was started", "2026-05-01T10:01:03Z"),
 				},
 			},
 		},
@@ -240,6 +267,29 @@ func TestTerminalPatch(t *testing.T) {
 					map[string]any{"type": "Succeeded", "status": "False", "reason": "OOMKilled",
 						"message": "oom", "observedGeneration": float64(2),
 						"lastTransitionTime": "2026-05-01T10:01:03Z"},
+					mainStartedCond("True", "MainStarted", "main was started", "2026-05-01T10:01:03Z"),
+				},
+			},
+		},
+	}, {
+		// The kubelet reports 1970 as the start of a container that never started: no startedAt
+		// and no duration rather than 498897h.
+		name: "main never started: impossible start time dropped, MainStarted False",
+		outcome: Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonMainStartFailed, Message: "no start",
+			ExitCode: ptr[int32](128), StartedAt: time.Unix(0, 0), FinishedAt: t1, Duration: t1.Sub(time.Unix(0, 0)),
+			MainNeverStarted: true},
+		want: map[string]any{
+			"metadata": map[string]any{"resourceVersion": "9"},
+			"status": map[string]any{
+				"phase": "Error", "exitCode": float64(128), "finishedAt": "2026-05-01T10:01:02Z", "podName": "sr-pod", "observedGeneration": float64(2),
+				"reason": "MainStartFailed", "message": "no start",
+				"conditions": []any{
+					map[string]any{"type": "ExecutorPrivileged", "status": "False", "reason": "UIDAndGIDKnown",
+						"message": "runs as main's UID/GID", "observedGeneration": float64(2), "lastTransitionTime": "2026-05-01T10:00:00Z"},
+					map[string]any{"type": "Succeeded", "status": "False", "reason": "MainStartFailed",
+						"message": "no start", "observedGeneration": float64(2),
+						"lastTransitionTime": "2026-05-01T10:01:03Z"},
+					mainStartedCond("False", "MainNeverStarted", "main never started", "2026-05-01T10:01:03Z"),
 				},
 			},
 		},

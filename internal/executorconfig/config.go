@@ -31,7 +31,7 @@ const (
 	// ConfigEnv carries Config as JSON into the executor container.
 	ConfigEnv = "PNSFLOW_EXECUTOR_CONFIG"
 	// ReadySocket is the abstract unix socket the executor listens on once it watches /proc;
-	// `pns-executor ready` (the postStart hook) returns when it can connect. Abstract sockets
+	// `pns-executor ready` (the startup probe) returns when it can connect. Abstract sockets
 	// live in the Pod's network namespace and need no writable filesystem.
 	ReadySocket = "@pnsflow-executor-ready"
 )

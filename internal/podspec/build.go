@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -106,9 +107,10 @@ func build(sr *v1alpha1.StepRun, cfg Config) (*corev1.Pod, error) {
 		// Set so the Pod can be sent as a server-side apply patch as it is.
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      podName,
-			Namespace: sr.Namespace,
-			Labels:    podLabels(sr),
+			Name:        podName,
+			Namespace:   sr.Namespace,
+			Labels:      podLabels(sr),
+			Annotations: podAnnotations(sr),
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion:         v1alpha1.GroupVersion.String(),
 				Kind:               "StepRun",
@@ -130,10 +132,12 @@ func build(sr *v1alpha1.StepRun, cfg Config) (*corev1.Pod, error) {
 			ImagePullSecrets:             spec.ImagePullSecrets,
 			SecurityContext:              spec.PodSecurityContext,
 			ActiveDeadlineSeconds:        spec.ActiveDeadlineSeconds,
-			// The executor comes first: kubelet starts containers in order and holds main back
-			// until the executor's postStart hook returns.
-			Containers: []corev1.Container{executor, mainContainer(spec, sr.UID)},
-			Volumes:    volumes,
+			// The executor is a native sidecar: kubelet starts it first, starts main only once its
+			// startup probe passes, restarts it when it fails while main runs, and stops it after
+			// main ends. The Pod's phase then follows main alone.
+			InitContainers: []corev1.Container{executor},
+			Containers:     []corev1.Container{mainContainer(spec, sr.UID)},
+			Volumes:        volumes,
 		},
 	}, nil
 }
@@ -178,6 +182,26 @@ func podLabels(sr *v1alpha1.StepRun) map[string]string {
 		}
 	}
 	return labels
+}
+
+// lastAppliedAnnotation is kubectl's copy of the whole applied object: no use on the Pod, and
+// large.
+const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
+// podAnnotations copies the StepRun's annotations to its Pod, as Tekton does for a TaskRun's:
+// they are how users reach what acts on Pods (a mesh opting out, a runtime's pod_annotations).
+func podAnnotations(sr *v1alpha1.StepRun) map[string]string {
+	var out map[string]string
+	for k, v := range sr.Annotations {
+		if k == lastAppliedAnnotation {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string, len(sr.Annotations))
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // mainContainer is the user's container, passed through; pnsflow only adds the marker, the
@@ -276,17 +300,33 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 		ImagePullPolicy: cfg.ExecutorImagePullPolicy,
 		Command:         []string{executorBinary, "run"},
 		Env:             []corev1.EnvVar{{Name: executorconfig.ConfigEnv, Value: config}},
-		Lifecycle: &corev1.Lifecycle{
-			// kubelet creates main only after this returns, so the /proc watcher exists first.
-			PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
-				Command: []string{executorBinary, "ready", "--timeout=" + cfg.ReadyTimeout.String()},
-			}},
-		},
+		// A native sidecar: restarted by kubelet whatever the Pod's restartPolicy.
+		RestartPolicy: new(corev1.ContainerRestartPolicyAlways),
+		// kubelet starts main only once this passes, so the /proc watcher exists first.
+		StartupProbe:             startupProbe(cfg.ReadyTimeout),
 		Resources:                cfg.ExecutorResources,
 		VolumeMounts:             mounts,
 		SecurityContext:          executorSecurityContext(sr),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}, nil
+}
+
+// startupProbe passes once the executor watches /proc. Each try waits for the executor up to
+// just under the probe's period, so a probe that starts before the executor is ready still
+// passes the moment it is; readyTimeout bounds the whole startup, after which kubelet restarts
+// the executor.
+func startupProbe(readyTimeout time.Duration) *corev1.Probe {
+	const period = 1 // seconds: the shortest period kubelet allows
+	try := period*time.Second - 100*time.Millisecond
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
+			Command: []string{executorBinary, "ready", "--timeout=" + try.String()},
+		}},
+		PeriodSeconds:    period,
+		TimeoutSeconds:   period,
+		SuccessThreshold: 1,
+		FailureThreshold: int32(max(1, readyTimeout/(period*time.Second))),
+	}
 }
 
 // tokenVolume has the shape of kubelet's kube-api-access volume, so client-go's in-cluster

@@ -68,7 +68,7 @@ func mustBuild(t *testing.T, sr *v1alpha1.StepRun, cfg Config) *corev1.Pod {
 
 func container(t *testing.T, pod *corev1.Pod, name string) corev1.Container {
 	t.Helper()
-	for _, c := range pod.Spec.Containers {
+	for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
 		if c.Name == name {
 			return c
 		}
@@ -127,14 +127,18 @@ func TestBuildMinimal(t *testing.T) {
 			RestartPolicy:                corev1.RestartPolicyNever,
 			AutomountServiceAccountToken: new(false),
 			ServiceAccountName:           "pnsflow-executor",
-			Containers: []corev1.Container{{
-				Name:    "pns-executor",
-				Image:   "pnsflow/executor:test",
-				Command: []string{"/pns-executor", "run"},
-				Env:     []corev1.EnvVar{{Name: executorconfig.ConfigEnv, Value: cfgJSON}},
-				Lifecycle: &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
-					Command: []string{"/pns-executor", "ready", "--timeout=30s"},
-				}}},
+			InitContainers: []corev1.Container{{
+				Name:          "pns-executor",
+				Image:         "pnsflow/executor:test",
+				Command:       []string{"/pns-executor", "run"},
+				Env:           []corev1.EnvVar{{Name: executorconfig.ConfigEnv, Value: cfgJSON}},
+				RestartPolicy: new(corev1.ContainerRestartPolicyAlways),
+				StartupProbe: &corev1.Probe{
+					ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
+						Command: []string{"/pns-executor", "ready", "--timeout=900ms"},
+					}},
+					PeriodSeconds: 1, TimeoutSeconds: 1, SuccessThreshold: 1, FailureThreshold: 30,
+				},
 				Resources: corev1.ResourceRequirements{
 					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
 					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
@@ -148,7 +152,8 @@ func TestBuildMinimal(t *testing.T) {
 					Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_PTRACE"}},
 				},
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-			}, {
+			}},
+			Containers: []corev1.Container{{
 				Name:  "main",
 				Image: "busybox:1.37",
 				Env: []corev1.EnvVar{
@@ -194,7 +199,7 @@ func TestBuildIsPure(t *testing.T) {
 		t.Errorf("Build changed the StepRun (-before +after):\n%s", diff)
 	}
 	// Changing the Pod must not reach the StepRun (no shared slices).
-	first.Spec.Containers[1].Env[0].Value = "changed"
+	first.Spec.Containers[0].Env[0].Value = "changed"
 	first.Spec.Volumes[0].Name = "changed"
 	if diff := cmp.Diff(before, sr); diff != "" {
 		t.Errorf("the Pod shares memory with the StepRun (-before +after):\n%s", diff)
@@ -446,8 +451,11 @@ func TestMainPassThrough(t *testing.T) {
 			if diff := cmp.Diff(tt.want, container(t, pod, executorconfig.MainContainer)); diff != "" {
 				t.Errorf("main (-want +got):\n%s", diff)
 			}
-			if got := pod.Spec.Containers[0].Name; got != executorconfig.ExecutorContainer {
-				t.Errorf("first container = %q, want the executor", got)
+			if len(pod.Spec.InitContainers) != 1 || pod.Spec.InitContainers[0].Name != executorconfig.ExecutorContainer {
+				t.Errorf("init containers = %v, want the executor alone", pod.Spec.InitContainers)
+			}
+			if len(pod.Spec.Containers) != 1 {
+				t.Errorf("containers = %d, want main alone", len(pod.Spec.Containers))
 			}
 		})
 	}
@@ -514,6 +522,35 @@ func TestLabelsAndOwner(t *testing.T) {
 	}
 }
 
+func TestAnnotationsCopiedExceptKubectlsLastApplied(t *testing.T) {
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		want        map[string]string
+	}{
+		{"none", nil, nil},
+		{"only last-applied", map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}"}, nil},
+		{"copied", map[string]string{"fault.pnsflow.dev/fail-create-once": "pns-executor", "team": "a",
+			"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+			map[string]string{"fault.pnsflow.dev/fail-create-once": "pns-executor", "team": "a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sr := stepRun(func(sr *v1alpha1.StepRun) { sr.Annotations = tt.annotations })
+			pod := mustBuild(t, sr, testCfg)
+			if diff := cmp.Diff(tt.want, pod.Annotations); diff != "" {
+				t.Errorf("annotations (-want +got):\n%s", diff)
+			}
+			if len(tt.want) > 0 {
+				pod.Annotations["x"] = "changed"
+				if _, shared := sr.Annotations["x"]; shared {
+					t.Error("the Pod's annotations share a map with the StepRun's")
+				}
+			}
+		})
+	}
+}
+
 func TestExecutorConfig(t *testing.T) {
 	sr := stepRun(func(sr *v1alpha1.StepRun) {
 		sr.Spec.Outputs = &v1alpha1.Outputs{Parameters: []v1alpha1.OutputParameter{
@@ -544,16 +581,16 @@ func TestConfig(t *testing.T) {
 		wantSA         string
 		wantPull       corev1.PullPolicy
 		wantExpiration int64
-		wantReady      string
+		wantFailures   int32
 		wantResources  corev1.ResourceRequirements
 	}{
-		{"defaults", testCfg, "pnsflow-executor", "", 3600, "--timeout=30s", DefaultExecutorResources()},
+		{"defaults", testCfg, "pnsflow-executor", "", 3600, 30, DefaultExecutorResources()},
 		{"set", Config{
 			ExecutorImage: "x", ExecutorImagePullPolicy: corev1.PullIfNotPresent, ExecutorServiceAccount: "exec",
 			TokenExpirationSeconds: 7200, ReadyTimeout: 90 * time.Second, ExecutorResources: custom,
-		}, "exec", corev1.PullIfNotPresent, 7200, "--timeout=1m30s", custom},
+		}, "exec", corev1.PullIfNotPresent, 7200, 90, custom},
 		{"token below the minimum", Config{ExecutorImage: "x", TokenExpirationSeconds: 60},
-			"pnsflow-executor", "", 600, "--timeout=30s", DefaultExecutorResources()},
+			"pnsflow-executor", "", 600, 30, DefaultExecutorResources()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -569,8 +606,8 @@ func TestConfig(t *testing.T) {
 			if diff := cmp.Diff(new(tt.wantExpiration), token.ExpirationSeconds); diff != "" {
 				t.Errorf("token expirationSeconds (-want +got):\n%s", diff)
 			}
-			if got := exec.Lifecycle.PostStart.Exec.Command[2]; got != tt.wantReady {
-				t.Errorf("ready flag = %q, want %q", got, tt.wantReady)
+			if got := exec.StartupProbe.FailureThreshold; got != tt.wantFailures {
+				t.Errorf("startup probe failureThreshold = %d, want %d (ReadyTimeout at one try a second)", got, tt.wantFailures)
 			}
 			if diff := cmp.Diff(tt.wantResources, exec.Resources); diff != "" {
 				t.Errorf("executor resources (-want +got):\n%s", diff)

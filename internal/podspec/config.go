@@ -18,7 +18,7 @@ const (
 	// MinTokenExpirationSeconds is the shortest lifetime the API server accepts for a projected
 	// token; shorter values are raised to it rather than producing a Pod that is refused.
 	MinTokenExpirationSeconds int64 = 600
-	// DefaultReadyTimeout bounds the executor's postStart hook.
+	// DefaultReadyTimeout bounds the executor's startup: its startup probe gives up after it.
 	DefaultReadyTimeout = 30 * time.Second
 )
 
@@ -34,7 +34,8 @@ type Config struct {
 	// TokenExpirationSeconds is the projected token's lifetime; default
 	// DefaultTokenExpirationSeconds, at least MinTokenExpirationSeconds.
 	TokenExpirationSeconds int64
-	// ReadyTimeout bounds `pns-executor ready` in the postStart hook; default DefaultReadyTimeout.
+	// ReadyTimeout bounds the executor's startup probe (then kubelet restarts the executor);
+	// default DefaultReadyTimeout.
 	ReadyTimeout time.Duration
 	// ExecutorResources are the executor's requests and limits; when entirely empty,
 	// DefaultExecutorResources.

@@ -79,6 +79,15 @@ func (w *StepRunWrapper) Deadline(seconds int64) *StepRunWrapper {
 }
 
 // Label sets a label.
+// Annotation sets an annotation on the StepRun (copied to its Pod).
+func (w *StepRunWrapper) Annotation(k, v string) *StepRunWrapper {
+	if w.Annotations == nil {
+		w.Annotations = map[string]string{}
+	}
+	w.Annotations[k] = v
+	return w
+}
+
 func (w *StepRunWrapper) Label(k, v string) *StepRunWrapper {
 	if w.Labels == nil {
 		w.Labels = map[string]string{}

@@ -46,6 +46,12 @@ func (w *WorkflowRunWrapper) Parallelism(n int32) *WorkflowRunWrapper {
 	return w
 }
 
+// InfrastructureRetries sets infrastructureRetries.
+func (w *WorkflowRunWrapper) InfrastructureRetries(n int32) *WorkflowRunWrapper {
+	w.Spec.InfrastructureRetries = &n
+	return w
+}
+
 // FailFast sets failFast.
 func (w *WorkflowRunWrapper) FailFast() *WorkflowRunWrapper { w.Spec.FailFast = true; return w }
 
@@ -160,5 +166,14 @@ func (s *StepWrapper) RetryOnExitCodes(codes ...int32) *StepWrapper {
 		s.WorkflowStep.Retries = &v1alpha1.RetryStrategy{}
 	}
 	s.WorkflowStep.Retries.RetryOn = &v1alpha1.RetryOn{ExitCodes: codes}
+	return s
+}
+
+// RetryOnPhases restricts retries to StepRun phases.
+func (s *StepWrapper) RetryOnPhases(phases ...v1alpha1.StepRunPhase) *StepWrapper {
+	if s.WorkflowStep.Retries == nil {
+		s.WorkflowStep.Retries = &v1alpha1.RetryStrategy{}
+	}
+	s.WorkflowStep.Retries.RetryOn = &v1alpha1.RetryOn{Phases: phases}
 	return s
 }

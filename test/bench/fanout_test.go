@@ -45,7 +45,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -58,7 +57,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/yaml"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/executor"
@@ -73,7 +71,7 @@ import (
 // apart by user.
 const (
 	managerNamespace = "pnsflow-system"
-	managerAccount   = "pnsflow-manager"
+	managerAccount   = testutil.ManagerAccount
 	runName          = "fanout"
 	auditMarker      = "bench-audit-marker"
 )
@@ -220,29 +218,11 @@ func (b *bench) start() {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, f := range []string{"role.yaml", "executor_role.yaml"} {
-		raw, err := os.ReadFile(filepath.Join(b.s.root, "config", "rbac", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		role := &rbacv1.ClusterRole{}
-		if err := yaml.Unmarshal(raw, role); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.k8s.Create(ctx, role); err != nil {
-			t.Fatalf("installing %s: %v", f, err)
-		}
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "pnsflow-manager"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "pnsflow-manager"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: managerAccount, Namespace: managerNamespace}},
-	}
-	if err := b.k8s.Create(ctx, binding); err != nil {
+	if err := testutil.InstallShippedRBAC(ctx, b.k8s, filepath.Join(b.s.root, "config", "rbac"), managerNamespace); err != nil {
 		t.Fatal(err)
 	}
-	b.mgrUser, err = b.env.ControlPlane.AddUser(envtest.User{Name: managerUser,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + managerNamespace}}, nil)
+	user, groups := testutil.ServiceAccountUser(managerNamespace, managerAccount)
+	b.mgrUser, err = b.env.ControlPlane.AddUser(envtest.User{Name: user, Groups: groups}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,34 +30,49 @@ import (
 // benchN is how many StepRuns and how many bare Pods `make bench-e2e` runs (issue 3 §4).
 const benchN = 20
 
-// memPoller samples, inside the kind node, the peak memory of every Pod container's cgroup:
-// memory.max_usage_in_bytes (cgroup v1) or memory.peak (v2) — the kernel's own high-water mark,
-// so sampling every 20 ms loses nothing but what happens after the last sample, and the last
-// sample usually comes after the container's process has exited (its cgroup is removed a little
-// later). Peaks are kept per cgroup directory (named after the container ID) and printed when
-// the stop file appears. It runs until stopped or for an hour at most.
-const memPoller = `
+// cgroupPoller samples, inside the kind node, every Pod container's cgroup every 20 ms: its peak
+// memory, memory.max_usage_in_bytes (cgroup v1) or memory.peak (v2) — the kernel's own
+// high-water mark, so sampling loses nothing but what happens after the last sample — and its
+// CPU time, cpuacct.usage in ns (v1) or the usage_usec line of cpu.stat (v2, printed in ns),
+// which only grows, so the last sample before the cgroup disappears is the container's total
+// (less its last 20 ms at most, usually its exit). The last sample usually comes after the
+// container's processes exited: the runtime removes the cgroup a little later. Values are kept
+// per cgroup directory (named after the container ID) and printed, "<dir> <peak bytes> <cpu ns>",
+// when the stop file appears. It runs until stopped or for an hour at most.
+const cgroupPoller = `
 set -u
 shopt -s nullglob
-if [ -e /sys/fs/cgroup/cgroup.controllers ]; then base=/sys/fs/cgroup; file=memory.peak
-else base=/sys/fs/cgroup/memory; file=memory.max_usage_in_bytes; fi
+if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+  mbase=/sys/fs/cgroup; cbase=/sys/fs/cgroup; mfile=memory.peak; cfile=cpu.stat
+else
+  mbase=/sys/fs/cgroup/memory; cbase=/sys/fs/cgroup/cpuacct; mfile=memory.max_usage_in_bytes; cfile=cpuacct.usage
+  [ -d "$cbase" ] || cbase=/sys/fs/cgroup/cpu,cpuacct
+fi
 # kubelet's pod cgroups: <root>/[<qos>/]pod<uid> (cgroupfs) or <root>/[<qos>.slice/]...-pod<uid>.slice
-# (systemd), root being kubepods or ...kubepods.slice, possibly under kubelet's cgroupRoot.
-root=$(find "$base" -maxdepth 3 -type d \( -name kubepods -o -name '*kubepods.slice' \) -print -quit)
-[ -n "$root" ] || { echo "no kubepods cgroup under $base" >&2; exit 1; }
-echo "sampling $root/.../$file" >&2
-declare -A peak
+# (systemd), root being kubepods or ...kubepods.slice, possibly under kubelet's cgroupRoot; the
+# same path under each v1 controller's hierarchy.
+root=$(find "$mbase" -maxdepth 3 -type d \( -name kubepods -o -name '*kubepods.slice' \) -print -quit)
+[ -n "$root" ] || { echo "no kubepods cgroup under $mbase" >&2; exit 1; }
+echo "sampling $root/.../$mfile and $cbase${root#"$mbase"}/.../$cfile" >&2
+declare -A peak cpu
 deadline=$((SECONDS + 3600))
 while [ ! -e "$STOP" ] && [ "$SECONDS" -lt "$deadline" ]; do
-  for f in "$root"/*/*pod[0-9a-f]*/*/"$file" "$root"/*pod[0-9a-f]*/*/"$file"; do
-    { read -r v < "$f"; } 2>/dev/null || continue
-    d=${f%/*}; d=${d##*/}
-    if [ "${peak[$d]:-0}" -lt "$v" ]; then peak[$d]=$v; fi
+  for d in "$root"/*/*pod[0-9a-f]*/*/ "$root"/*pod[0-9a-f]*/*/; do
+    d=${d%/}; id=${d##*/}
+    if { read -r v < "$d/$mfile"; } 2>/dev/null && [ "${peak[$id]:-0}" -lt "$v" ]; then peak[$id]=$v; fi
+    # cpu.stat's first line is "usage_usec N"; cpuacct.usage is "N" (ns).
+    if { read -r a b < "$cbase${d#"$mbase"}/$cfile"; } 2>/dev/null; then
+      if [ -n "$b" ]; then v=$((b * 1000)); else v=$a; fi
+      if [ "${cpu[$id]:-0}" -lt "$v" ]; then cpu[$id]=$v; fi
+    fi
   done
   sleep 0.02
 done
-for d in "${!peak[@]}"; do echo "$d ${peak[$d]}"; done
+for d in "${!peak[@]}"; do echo "$d ${peak[$d]} ${cpu[$d]:-0}"; done
 `
+
+// cpuTarget is what the executor may use of CPU per step at 20 concurrent starts.
+const cpuTarget = 100 * time.Millisecond
 
 // nodeExec runs a command in the kind node's container (a kind node is a Docker container named
 // after the node). Docker is what kind runs on; E2E_DOCKER names the client to use (the one
@@ -93,14 +108,67 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-func containerID(pod *corev1.Pod, name string) string {
-	for _, cs := range pod.Status.ContainerStatuses {
-		if cs.Name == name {
-			_, id, _ := strings.Cut(cs.ContainerID, "://")
-			return id
+// containerStatus finds a container's status by name among the init containers' (the executor
+// as a native sidecar) and the regular ones'.
+func containerStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {
+	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
 		}
 	}
+	return nil
+}
+
+func containerID(pod *corev1.Pod, name string) string {
+	if cs := containerStatus(pod, name); cs != nil {
+		_, id, _ := strings.Cut(cs.ContainerID, "://")
+		return id
+	}
 	return ""
+}
+
+// cgroupSample is what the poller kept of one container's cgroup.
+type cgroupSample struct {
+	peak int64
+	cpu  time.Duration
+}
+
+// runTogether creates n StepRuns of `true` at once and returns each one's create → terminal time
+// (from the first create, as seen by a watch) and their executors' container IDs, once every
+// executor has terminated, so that the poller's last sample of its cgroup is its total.
+func runTogether(ns, prefix string, n int) (took []time.Duration, ids []string) {
+	runs := make([]*v1alpha1.StepRun, n)
+	for i := range runs {
+		runs[i] = step(fmt.Sprintf("%s-%02d", prefix, i), ns).Command("true").Obj()
+	}
+	start := time.Now()
+	for _, sr := range runs {
+		Expect(k8s.Create(ctx, sr)).To(Succeed())
+	}
+	done, seen, errs := make([]*v1alpha1.StepRun, n), make([]time.Time, n), make([]error, n)
+	var wg sync.WaitGroup
+	for i, sr := range runs {
+		wg.Go(func() { done[i], seen[i], errs[i] = awaitStepRun(ctx, key(sr), 5*time.Minute, isTerminal) })
+	}
+	wg.Wait()
+	for i, sr := range done {
+		Expect(errs[i]).NotTo(HaveOccurred())
+		Expect(sr.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(sr))
+		took = append(took, seen[i].Sub(start))
+	}
+	for _, sr := range done {
+		pod := &corev1.Pod{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: sr.Status.PodName}, pod)).To(Succeed())
+			cs := containerStatus(pod, "pns-executor")
+			g.Expect(cs).NotTo(BeNil(), "no status of the executor")
+			g.Expect(cs.State.Terminated).NotTo(BeNil(), "the executor has not terminated yet")
+		}).WithTimeout(2 * time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
+		ids = append(ids, containerID(pod, "pns-executor"))
+	}
+	return took, ids
 }
 
 func mainFinishedAt(pod *corev1.Pod) time.Time {
@@ -113,13 +181,13 @@ func mainFinishedAt(pod *corev1.Pod) time.Time {
 }
 
 var _ = Describe("bench-e2e: the executor's cost on a real node (issue 3 §4)", Label("bench"), Serial, Ordered, func() {
-	It("measures StepRuns against bare Pods running `true`, the executor's memory and its report latency", func() {
+	It("measures StepRuns against bare Pods running `true`, the executor's memory and CPU, and its report latency", func() {
 		ns := newNamespace("bench", nil)
 		Eventually(func() error {
 			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, &corev1.ServiceAccount{})
 		}).Should(Succeed(), "the namespace's default ServiceAccount (bare Pods need it)")
 
-		By("starting the cgroup memory poller in the node")
+		By("starting the cgroup memory and CPU poller in the node")
 		node := os.Getenv("E2E_NODE_CONTAINER")
 		if node == "" {
 			nodes := &corev1.NodeList{}
@@ -128,7 +196,7 @@ var _ = Describe("bench-e2e: the executor's cost on a real node (issue 3 §4)", 
 			node = nodes.Items[0].Name
 		}
 		stop := fmt.Sprintf("/run/pnsflow-bench-%d.stop", time.Now().UnixNano())
-		poller := exec.Command(dockerBin(), "exec", "-e", "STOP="+stop, node, "bash", "-c", memPoller)
+		poller := exec.Command(dockerBin(), "exec", "-e", "STOP="+stop, node, "bash", "-c", cgroupPoller)
 		var pollOut, pollErr bytes.Buffer
 		poller.Stdout, poller.Stderr = &pollOut, &pollErr
 		Expect(poller.Start()).To(Succeed())
@@ -189,28 +257,46 @@ var _ = Describe("bench-e2e: the executor's cost on a real node (issue 3 §4)", 
 			podTimes = append(podTimes, seen.Sub(start))
 			podMainTimes = append(podMainTimes, mainEnded.Sub(start))
 		}
+		// The executor's CPU while Pods start together: it watches /proc for main from its start.
+		By("running 6 StepRuns of `true` created together")
+		took6, ids6 := runTogether(ns, "six", 6)
+		By("running 20 StepRuns of `true` created together")
+		took20, ids20 := runTogether(ns, "twenty", 20)
 		stopPoller()
-		GinkgoWriter.Printf("memory poller: %s", pollErr.String())
+		GinkgoWriter.Printf("cgroup poller: %s", pollErr.String())
 
-		peaks := map[string]int64{}
+		samples := map[string]cgroupSample{}
 		for _, line := range strings.Split(strings.TrimSpace(pollOut.String()), "\n") {
-			dir, v, ok := strings.Cut(line, " ")
-			if !ok {
+			f := strings.Fields(line)
+			if len(f) != 3 {
 				continue
 			}
-			n, err := strconv.ParseInt(v, 10, 64)
+			peak, err := strconv.ParseInt(f[1], 10, 64)
 			Expect(err).NotTo(HaveOccurred(), line)
-			id := strings.TrimSuffix(strings.TrimPrefix(dir, "cri-containerd-"), ".scope")
-			peaks[id] = n
+			cpu, err := strconv.ParseInt(f[2], 10, 64)
+			Expect(err).NotTo(HaveOccurred(), line)
+			id := strings.TrimSuffix(strings.TrimPrefix(f[0], "cri-containerd-"), ".scope")
+			samples[id] = cgroupSample{peak: peak, cpu: time.Duration(cpu)}
 		}
 		var mem []int64
 		for _, id := range executorIDs {
-			if v, ok := peaks[id]; ok {
-				mem = append(mem, v)
+			if v, ok := samples[id]; ok && v.peak > 0 {
+				mem = append(mem, v.peak)
 			}
 		}
-		Expect(mem).NotTo(BeEmpty(), "no executor cgroup seen by the poller (stderr: %s; %d cgroups seen)", pollErr.String(), len(peaks))
+		Expect(mem).NotTo(BeEmpty(), "no executor cgroup seen by the poller (stderr: %s; %d cgroups seen)", pollErr.String(), len(samples))
 		slices.Sort(mem)
+		cpuOf := func(ids []string) []time.Duration {
+			var cpu []time.Duration
+			for _, id := range ids {
+				if v, ok := samples[id]; ok && v.cpu > 0 {
+					cpu = append(cpu, v.cpu)
+				}
+			}
+			Expect(cpu).NotTo(BeEmpty(), "no executor CPU seen by the poller (stderr: %s)", pollErr.String())
+			return cpu
+		}
+		cpu1, cpu6, cpu20 := cpuOf(executorIDs), cpuOf(ids6), cpuOf(ids20)
 
 		By(fmt.Sprintf("timing main's exit to the terminal status exactly: %d StepRuns stamping /proc/uptime as they exit", benchN))
 		// Three clocks agree here: main stamps CLOCK_BOOTTIME (/proc/uptime, 10 ms resolution)
@@ -270,8 +356,25 @@ var _ = Describe("bench-e2e: the executor's cost on a real node (issue 3 §4)", 
 		row("  of which: kubelet's publication → terminal report (executor)", executorShare)
 		fmt.Fprintf(tw, "executor peak memory (cgroup high-water mark)\t%s\t%s\t%s\t%s\n",
 			mib(mem[len(mem)/2]), mib(mem[int(math.Ceil(0.95*float64(len(mem))))-1]), mib(mem[0]), mib(mem[len(mem)-1]))
+		row("StepRun `true`, 6 created together: create → terminal (watch)", took6)
+		row("StepRun `true`, 20 created together: create → terminal (watch)", took20)
+		row("executor CPU per step (cgroup), one at a time", cpu1)
+		row("executor CPU per step (cgroup), 6 together", cpu6)
+		row("executor CPU per step (cgroup), 20 together", cpu20)
 		Expect(tw.Flush()).To(Succeed())
-		fmt.Fprintf(&b, "(memory: %d of %d executors sampled)\n", len(mem), len(executorIDs))
+		fmt.Fprintf(&b, "(memory: %d of %d executors sampled; CPU: %d of %d, %d of %d and %d of %d)\n",
+			len(mem), len(executorIDs), len(cpu1), len(executorIDs), len(cpu6), len(ids6), len(cpu20), len(ids20))
+		for _, c := range []struct {
+			n   int
+			cpu []time.Duration
+		}{{6, cpu6}, {20, cpu20}} {
+			verdict := "within"
+			if pct(c.cpu, 95) > cpuTarget {
+				verdict = "OVER"
+			}
+			fmt.Fprintf(&b, "executor CPU per step, %d together: p50 %s, p95 %s, max %s: p95 %s the %s target\n",
+				c.n, ms(pct(c.cpu, 50)), ms(pct(c.cpu, 95)), ms(slices.Max(c.cpu)), verdict, ms(cpuTarget))
+		}
 		report := b.String()
 		GinkgoWriter.Print(report)
 		AddReportEntry("bench-e2e", report)

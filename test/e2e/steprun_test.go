@@ -247,27 +247,31 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 			Expect(got.Status.Reason).To(Equal(v1alpha1.ReasonPodDeleted), describeStatus(got))
 		})
 
-		It("ends Error/ExecutorLost with main's exit code from containerStatuses when the executor is killed", func() {
-			ns := newNamespace("executorlost", nil)
-			// main runs as root (no runAsUser: the executor's SYS_PTRACE fallback), waits until no
-			// "/pns-executor run" process is left in the Pod's shared PID namespace, then exits 7
-			// (9 if that takes over two minutes). The test kills the executor from main with
-			// `kubectl exec` once the run is Running: root main holds CAP_KILL, so SIGKILL reaches
-			// the (non-dumpable) executor; no node access or container runtime CLI is needed.
-			const waitForExecutorGone = `
-executor_alive() {
+		It("restarts the executor killed while main runs: Succeeded with main's exit code and its output, the restart recorded", func() {
+			ns := newNamespace("executorkilled", nil)
+			// main runs as root (no runAsUser: the executor's SYS_PTRACE fallback), waits until the
+			// first "/pns-executor run" process is gone and a new one runs (kubelet restarted the
+			// sidecar), writes its output and exits 0 (9 if that takes over two minutes). The test
+			// kills the executor from main with `kubectl exec` once the run is Running: root main
+			// holds CAP_KILL, so SIGKILL reaches the (non-dumpable) executor; no node access or
+			// container runtime CLI is needed.
+			const waitForNewExecutor = `
+executor_pid() {
   for p in /proc/[0-9]*; do
-    case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in "/pns-executor run"*) return 0 ;; esac
+    case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in "/pns-executor run"*) echo "${p#/proc/}"; return 0 ;; esac
   done
   return 1
 }
+first=$(executor_pid) || exit 8
 i=0
-while executor_alive; do
+until now=$(executor_pid) && [ "$now" != "$first" ]; do
   i=$((i+1)); [ "$i" -gt 600 ] && exit 9
   sleep 0.2
 done
-exit 7`
-			sr := create(shell(step("lost", ns), waitForExecutorGone).Obj())
+echo -n "after restart" > $PNSFLOW_OUTPUTS/v
+exit 0`
+			sr := create(shell(step("killed", ns), waitForNewExecutor).
+				Output("v", "/pnsflow/outputs/v", nil).Obj())
 			inPhase(sr, v1alpha1.StepRunRunning, runTimeout)
 			out, err := kubectl("exec", "-n", ns, podspec.PodName(sr.Name), "-c", "main", "--", "sh", "-c", `
 for p in /proc/[0-9]*; do
@@ -279,20 +283,46 @@ done`)
 			Expect(out).To(ContainSubstring("killed"))
 
 			got := terminal(sr, runTimeout)
-			Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunError), describeStatus(got))
-			Expect(got.Status.Reason).To(Equal(v1alpha1.ReasonExecutorLost))
-			Expect(got.Status.ExitCode).To(HaveValue(BeEquivalentTo(7)), "main's exit code, from containerStatuses")
+			Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
+			Expect(got.Status.ExitCode).To(HaveValue(BeEquivalentTo(0)))
+			Expect(outputs(got)).To(HaveKeyWithValue("v", "after restart"))
+			Expect(got.Status.ExecutorRestarts).To(BeNumerically(">=", 1), "the StepRun records the restart")
 			pod := &corev1.Pod{}
 			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: got.Status.PodName}, pod)).To(Succeed())
-			for _, cs := range pod.Status.ContainerStatuses {
-				Expect(cs.State.Terminated).NotTo(BeNil(), cs.Name)
-				switch cs.Name {
-				case "main":
-					Expect(cs.State.Terminated.ExitCode).To(BeEquivalentTo(7))
-				case "pns-executor":
-					Expect(cs.State.Terminated.ExitCode).To(BeEquivalentTo(137), "SIGKILL")
-				}
-			}
+			Expect(pod.Status.InitContainerStatuses).To(ContainElement(And(
+				HaveField("Name", "pns-executor"), HaveField("RestartCount", BeNumerically(">=", int32(1))))))
+			Expect(podsOf(got)).To(HaveLen(1), "the same Pod, not a new one")
+		})
+
+		It("retries the executor whose container the runtime failed to start: kubelet restarts it and the run ends Succeeded", func() {
+			ns := newNamespace("executorstart", nil)
+			// The kind node's runc wrapper fails the first `runc create` of the named container, as
+			// runc does when it cannot join the Pod's namespaces (hack/kind/README.md).
+			sr := create(shell(step("startfault", ns), `echo -n ok > $PNSFLOW_OUTPUTS/v`).
+				Annotation(faultAnnotation, "pns-executor").
+				Output("v", "/pnsflow/outputs/v", nil).Obj())
+			got := terminal(sr, 2*runTimeout)
+			Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
+			Expect(outputs(got)).To(HaveKeyWithValue("v", "ok"))
+			pod := &corev1.Pod{}
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: got.Status.PodName}, pod)).To(Succeed())
+			Expect(pod.Status.InitContainerStatuses).To(ContainElement(And(
+				HaveField("Name", "pns-executor"), HaveField("RestartCount", BeNumerically(">=", int32(1))))),
+				"the injected failure happened and kubelet started the executor again")
+			Expect(got.Status.ExecutorRestarts).To(BeNumerically(">=", 1))
+			AddReportEntry("injected executor start failure → Succeeded after", got.Status.FinishedAt.Sub(got.CreationTimestamp.Time).String())
+		})
+
+		It("ends Error/MainStartFailed, marked never started, when the runtime cannot start main", func() {
+			ns := newNamespace("mainstart", nil)
+			sr := create(shell(step("mainfault", ns), `echo never`).Annotation(faultAnnotation, "main").Obj())
+			got := terminal(sr, runTimeout)
+			Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunError), describeStatus(got))
+			Expect(got.Status.Reason).To(Equal(v1alpha1.ReasonMainStartFailed), describeStatus(got))
+			Expect(got.Status.MainNeverStarted()).To(BeTrue(), "MainStarted=False: safe to retry")
+			Expect(got.Status.NeverStartedInfrastructureFailure()).To(BeTrue())
+			Expect(got.Status.StartedAt).To(BeNil(), "no impossible start time")
+			Expect(got.Status.Duration).To(BeEmpty(), "no duration from an impossible start time")
 		})
 	})
 

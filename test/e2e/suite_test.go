@@ -44,6 +44,9 @@ const (
 	// A run of a short main takes a few seconds on a 2-core node; this bounds the waits of cases
 	// that expect nothing slow (an image pull grace or a deletion has its own bound).
 	runTimeout = 2 * time.Minute
+	// faultAnnotation names the containers whose first `runc create` the kind node's runc wrapper
+	// fails (hack/kind/runc-wrapper); a StepRun's annotations are copied to its Pod.
+	faultAnnotation = "fault.pnsflow.dev/fail-create-once"
 )
 
 var (

@@ -69,6 +69,42 @@ var _ = Describe("A WorkflowRun with real executors (issue 4)", func() {
 		Expect(d.CreationTimestamp.Time).NotTo(BeTemporally("<", c.Status.FinishedAt.Time))
 	})
 
+	It("passes echo- and expr-written values through a diamond as Argo users write it: 4-30", func() {
+		ns := newNamespace("newline", nil)
+		// /tmp is an emptyDir so the outputs are always collected: these mains exit within
+		// milliseconds, and a /tmp in the image filesystem may then be lost (Error/OutputsLost).
+		tmp := func(s *StepWrapper) *StepWrapper {
+			s.Template.Volumes = []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			s.Template.VolumeMounts = []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
+			return s
+		}
+		wf := MakeWorkflowRun("newline", ns).Steps(
+			tmp(wstep("a", `printf 3 > /tmp/n`).Output("num", "/tmp/n")),
+			tmp(wstep("b", `expr {{steps.a.outputs.parameters.num}} + 1 > /tmp/v`).Output("v", "/tmp/v").DependsOn("a")),
+			tmp(wstep("c", `expr {{steps.a.outputs.parameters.num}} \* 10 > /tmp/v`).Output("v", "/tmp/v").DependsOn("a")),
+			tmp(wstep("d", `echo {{steps.b.outputs.parameters.v}}-{{steps.c.outputs.parameters.v}} > /tmp/v`).
+				Output("v", "/tmp/v").DependsOn("b", "c")),
+			// result is the log tail: kept verbatim in status, one newline trimmed when templated.
+			wstep("log", `echo 4`),
+			wstep("e", `echo "[{{steps.log.outputs.result}}]"`).DependsOn("log"),
+		).Obj()
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+
+		got := workflowTerminal(wf, 3*time.Minute)
+		Expect(got.Status.Phase).To(Equal(v1alpha1.WorkflowRunSucceeded), "%+v", got.Status)
+
+		b, c, d := stepRun(ns, "newline-b"), stepRun(ns, "newline-c"), stepRun(ns, "newline-d")
+		Expect(b.Spec.Command).To(Equal([]string{"sh", "-c", "expr 3 + 1 > /tmp/v"}))
+		Expect(outputs(b)).To(Equal(map[string]string{"v": "4"}), describeStatus(b))
+		Expect(outputs(c)).To(Equal(map[string]string{"v": "30"}), describeStatus(c))
+		Expect(d.Spec.Command).To(Equal([]string{"sh", "-c", "echo 4-30 > /tmp/v"}))
+		Expect(outputs(d)).To(Equal(map[string]string{"v": "4-30"}), describeStatus(d))
+		log, e := stepRun(ns, "newline-log"), stepRun(ns, "newline-e")
+		Expect(result(log)).To(Equal("4\n"), "status.outputs.result is the log tail verbatim")
+		Expect(e.Spec.Command).To(Equal([]string{"sh", "-c", `echo "[4]"`}))
+		Expect(result(e)).To(Equal("[4]\n"))
+	})
+
 	It("fans out 20 items with parallelism 5: all Succeeded, never more than 5 unfinished at once", func() {
 		ns := newNamespace("fanout", nil)
 		const items, parallelism = 20, 5

@@ -97,7 +97,7 @@ var _ = Describe("The executor against a real API server", func() {
 			sr := create(MakeStepRun(tc.name, ns).RunAs(uid1000, tc.gid).Obj())
 			pod := pending(sr)
 			// The executor's own configuration, as the Pod carries it.
-			conf, err := executorconfig.Decode(envOf(pod.Spec.Containers[0], executorconfig.ConfigEnv))
+			conf, err := executorconfig.Decode(envOf(pod.Spec.InitContainers[0], executorconfig.ConfigEnv))
 			Expect(err).NotTo(HaveOccurred())
 			rep := reporterFor(sr)
 			rep.Info = executor.RunInfoOf(conf)

@@ -36,8 +36,11 @@ func setPodStatus(sr *v1alpha1.StepRun, phase corev1.PodPhase, executor, main co
 			return err
 		}
 		pod.Status.Phase = phase
-		pod.Status.ContainerStatuses = []corev1.ContainerStatus{
+		// The executor is a native sidecar: kubelet lists it with the init containers.
+		pod.Status.InitContainerStatuses = []corev1.ContainerStatus{
 			{Name: "pns-executor", Image: executorImage, State: executor},
+		}
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{
 			{Name: "main", Image: sr.Spec.Image, State: main},
 		}
 		return k8s.Status().Update(ctx, pod)

@@ -65,18 +65,22 @@ var _ = Describe("StepRun controller", func() {
 
 		Expect(pod.Spec.ShareProcessNamespace).To(HaveValue(BeTrue()))
 		Expect(pod.Spec.RestartPolicy).To(Equal(corev1.RestartPolicyNever))
-		Expect(pod.Spec.Containers).To(HaveLen(2))
-		Expect(pod.Spec.Containers[0].Name).To(Equal("pns-executor"))
-		Expect(pod.Spec.Containers[0].Image).To(Equal(executorImage))
-		Expect(pod.Spec.Containers[0].Lifecycle.PostStart.Exec.Command).To(ContainElement("ready"))
-		Expect(pod.Spec.Containers[1].Name).To(Equal("main"))
-		Expect(pod.Spec.Containers[1].Command).To(Equal([]string{"true"}))
+		// The executor is a native sidecar; the API server accepts the layout as built.
+		Expect(pod.Spec.InitContainers).To(HaveLen(1))
+		executor := pod.Spec.InitContainers[0]
+		Expect(executor.Name).To(Equal("pns-executor"))
+		Expect(executor.Image).To(Equal(executorImage))
+		Expect(executor.RestartPolicy).To(HaveValue(Equal(corev1.ContainerRestartPolicyAlways)))
+		Expect(executor.StartupProbe.Exec.Command).To(ContainElement("ready"))
+		Expect(pod.Spec.Containers).To(HaveLen(1))
+		Expect(pod.Spec.Containers[0].Name).To(Equal("main"))
+		Expect(pod.Spec.Containers[0].Command).To(Equal([]string{"true"}))
 		Expect(metav1.IsControlledBy(pod, sr)).To(BeTrue())
 		Expect(pod.Spec.ServiceAccountName).To(Equal("pnsflow-executor"))
 		Expect(pod.Spec.AutomountServiceAccountToken).To(HaveValue(BeFalse()))
 
-		Expect(pod.Spec.Containers[0].SecurityContext.RunAsUser).To(HaveValue(BeEquivalentTo(1000)))
-		Expect(pod.Spec.Containers[0].SecurityContext.Capabilities.Drop).To(ContainElement(corev1.Capability("ALL")))
+		Expect(executor.SecurityContext.RunAsUser).To(HaveValue(BeEquivalentTo(1000)))
+		Expect(executor.SecurityContext.Capabilities.Drop).To(ContainElement(corev1.Capability("ALL")))
 		Expect(sr.ManagedFields).To(HaveEach(HaveField("Subresource", Not(Equal("status")))),
 			"the controller wrote no status on the happy path")
 
@@ -92,8 +96,8 @@ var _ = Describe("StepRun controller", func() {
 	It("gives the executor SYS_PTRACE when main's GID is unknown", func() {
 		sr := create(MakeStepRun("ptrace", ns).RunAs(uid1000, nil).Obj())
 		pod := pending(sr)
-		Expect(pod.Spec.Containers[0].SecurityContext.Capabilities.Add).To(ContainElement(corev1.Capability("SYS_PTRACE")))
-		Expect(pod.Spec.Containers[0].SecurityContext.RunAsUser).To(HaveValue(BeZero()))
+		Expect(pod.Spec.InitContainers[0].SecurityContext.Capabilities.Add).To(ContainElement(corev1.Capability("SYS_PTRACE")))
+		Expect(pod.Spec.InitContainers[0].SecurityContext.RunAsUser).To(HaveValue(BeZero()))
 	})
 
 	Context("where Pod Security 'restricted' is enforced", func() {

@@ -23,6 +23,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/executor"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 	"github.com/pnsflow/pnsflow/internal/podspec"
 	. "github.com/pnsflow/pnsflow/internal/testutil"
 )
@@ -94,6 +96,29 @@ func report(namespace, name string, phase v1alpha1.StepRunPhase, exitCode int32,
 		}
 		return k8s.Status().Update(ctx, sr)
 	})).To(Succeed())
+}
+
+// execute ends a StepRun through the executor's own code: main has written files (path →
+// content) in its root filesystem and logged log; the executor's Collector, configured from the
+// Pod as pns-executor is, reads them through that root as through main's held root, and its
+// Reporter reports the outcome as the pnsflow-executor account.
+func execute(sr *v1alpha1.StepRun, files map[string]string, log *string) {
+	pod := pending(sr)
+	conf, err := executorconfig.Decode(envOf(pod.Spec.InitContainers[0], executorconfig.ConfigEnv))
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	dir := GinkgoT().TempDir()
+	for p, content := range files {
+		f := filepath.Join(dir, filepath.FromSlash(p))
+		ExpectWithOffset(1, os.MkdirAll(filepath.Dir(f), 0o755)).To(Succeed())
+		ExpectWithOffset(1, os.WriteFile(f, []byte(content), 0o644)).To(Succeed())
+	}
+	root, err := os.Open(dir)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	defer root.Close()
+	collected := executor.Collector{Outputs: conf.Outputs, Mounts: conf.Mounts}.Collect(root)
+	ExpectWithOffset(1, collected.Failure).To(BeNil())
+	outcome := executor.Decide(executor.Termination{ExitCode: 0}, collected, log, time.Second)
+	ExpectWithOffset(1, reporterFor(sr).ReportTerminal(ctx, outcome)).To(Succeed())
 }
 
 func mapsKeys(m map[string]string) func(func(string) bool) {
@@ -427,6 +452,40 @@ var _ = Describe("WorkflowRun controller", func() {
 		Expect(seen).To(HaveLen(n))
 		Eventually(finishAll(wfr), "60s").Should(Equal(v1alpha1.WorkflowRunSucceeded))
 		Expect(stepRunsOf(wfr)).To(HaveLen(n))
+	})
+
+	It("passes echo- and expr-written values through a diamond with one trailing newline trimmed", func() {
+		wfr := createRun(MakeWorkflowRun("newline", ns).Steps(
+			MakeStep("a").Command("sh", "-c").Args(`printf 3 > /tmp/n`).Output("num", "/tmp/n"),
+			MakeStep("b").DependsOn("a").Command("sh", "-c").
+				Args(`expr {{steps.a.outputs.parameters.num}} + 1 > /tmp/v`).Output("v", "/tmp/v"),
+			MakeStep("c").DependsOn("a").Command("sh", "-c").
+				Args(`expr {{steps.a.outputs.parameters.num}} \* 10 > /tmp/v`).Output("v", "/tmp/v"),
+			MakeStep("d").DependsOn("b", "c").Command("sh", "-c").
+				Args(`echo {{steps.b.outputs.parameters.v}}-{{steps.c.outputs.parameters.v}} > /tmp/v`).
+				Env("B_LOG", "{{steps.b.outputs.result}}").Output("v", "/tmp/v"),
+		).Obj())
+
+		// Each main's files hold what its command writes: printf no newline, expr and echo one.
+		execute(stepRun(ns, "newline-a"), map[string]string{"/tmp/n": "3"}, nil)
+		b := stepRun(ns, "newline-b")
+		Expect(b.Spec.Args).To(Equal([]string{"expr 3 + 1 > /tmp/v"}))
+		execute(b, map[string]string{"/tmp/v": "4\n"}, new("b says 4\n"))
+		c := stepRun(ns, "newline-c")
+		Expect(c.Spec.Args).To(Equal([]string{`expr 3 \* 10 > /tmp/v`}))
+		execute(c, map[string]string{"/tmp/v": "30\n"}, nil)
+
+		Expect(statusOf(b)(Default).Outputs).To(And(
+			HaveField("Parameters", Equal([]v1alpha1.OutputParameterValue{{Name: "v", Value: "4"}})),
+			HaveField("Result", HaveValue(Equal("b says 4\n")))), "status keeps the log tail verbatim")
+		d := stepRun(ns, "newline-d")
+		Expect(d.Spec.Args).To(Equal([]string{"echo 4-30 > /tmp/v"}))
+		Expect(d.Spec.Env).To(ContainElement(corev1.EnvVar{Name: "B_LOG", Value: "b says 4"}),
+			"a templated result loses one trailing newline, like a parameter")
+		execute(d, map[string]string{"/tmp/v": "4-30\n"}, nil)
+
+		Eventually(runStatus(wfr)).Should(And(HaveField("Phase", v1alpha1.WorkflowRunSucceeded), HaveField("Progress", "4/4")))
+		Expect(statusOf(d)(Default).Outputs.Parameters).To(Equal([]v1alpha1.OutputParameterValue{{Name: "v", Value: "4-30"}}))
 	})
 
 	DescribeTable("fails a run it cannot carry out at once, before starting anything",

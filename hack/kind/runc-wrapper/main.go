@@ -7,6 +7,12 @@
 //
 // When the bounding set does hold CAP_SYS_RESOURCE the wrapper changes nothing: it only execs
 // runc, so installing it on a host that does not need it is harmless.
+//
+// Fault injection, for tests: a Pod annotated fault.pnsflow.dev/fail-create-once=<names> (a
+// comma-separated list of container names; containerd passes fault.pnsflow.dev/* Pod annotations
+// into every container's spec, see hack/kind/kind-up.sh) has `create` of each named container fail
+// once, as runc does when it cannot join the Pod's namespaces. The kubelet then sees the same
+// error as from that real runtime fault.
 package main
 
 import (
@@ -34,6 +40,12 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pnsflow-runc: %v\n", err)
 		os.Exit(127)
+	}
+	if msg, err := injectedFault(os.Args[1:], faultDir); err != nil {
+		fmt.Fprintf(os.Stderr, "pnsflow-runc: fault injection: %v\n", err)
+	} else if msg != "" {
+		fmt.Fprintf(os.Stderr, "pnsflow-runc: %s\n", msg)
+		os.Exit(1)
 	}
 	if lacksCap(capSysResource) {
 		if file := specFile(os.Args[1:]); file != "" {
@@ -90,17 +102,7 @@ func lacksCap(n uint) bool {
 // specFile returns the file that holds the process spec runc is about to use: the bundle's
 // config.json for create and run, the --process file for exec; "" for anything else.
 func specFile(args []string) string {
-	i := 0
-	for i < len(args) && strings.HasPrefix(args[i], "-") {
-		if globalValueFlags[args[i]] {
-			i++
-		}
-		i++
-	}
-	if i >= len(args) {
-		return ""
-	}
-	sub, rest := args[i], args[i+1:]
+	sub, rest := subcommand(args)
 	switch sub {
 	case "create", "run":
 		bundle := flagValue(rest, "--bundle", "-b")
@@ -112,6 +114,21 @@ func specFile(args []string) string {
 		return flagValue(rest, "--process", "-p")
 	}
 	return ""
+}
+
+// subcommand splits runc's argv (without the program name) into its subcommand and what follows.
+func subcommand(args []string) (string, []string) {
+	i := 0
+	for i < len(args) && strings.HasPrefix(args[i], "-") {
+		if globalValueFlags[args[i]] {
+			i++
+		}
+		i++
+	}
+	if i >= len(args) {
+		return "", nil
+	}
+	return args[i], args[i+1:]
 }
 
 func flagValue(args []string, long, short string) string {

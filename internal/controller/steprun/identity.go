@@ -36,6 +36,9 @@ type namespaceSetup struct {
 	done bool
 }
 
+// check asks the API server whether a user-chosen account may patch stepruns/status.
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 // check returns a non-empty message when the StepRun's executor would not be allowed to report.
 func (i *identities) check(ctx context.Context, sr *v1alpha1.StepRun) (string, error) {
 	if sr.Spec.ServiceAccountName == "" || sr.Spec.ServiceAccountName == ExecutorIdentity {
@@ -63,6 +66,13 @@ func (i *identities) check(ctx context.Context, sr *v1alpha1.StepRun) (string, e
 	return fmt.Sprintf("service account %q may not patch stepruns/status in namespace %q, so its executor could not report; "+
 		"bind it to the %s ClusterRole or leave serviceAccountName empty", sr.Spec.ServiceAccountName, sr.Namespace, ExecutorIdentity), nil
 }
+
+// ensureDefault creates the executor's ServiceAccount in each namespace that runs steps.
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=create
+// ensureDefault binds that account to the pnsflow-executor ClusterRole.
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=create
+// That binding passes RBAC's escalation check by bind on this one role, not by holding its rules.
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=pnsflow-executor
 
 func (i *identities) ensureDefault(ctx context.Context, namespace string) error {
 	v, _ := i.ensured.LoadOrStore(namespace, &namespaceSetup{})

@@ -50,16 +50,18 @@ type Reconciler struct {
 	created sync.Map
 }
 
-// +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns,verbs=get;list;watch
-// +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns/status,verbs=get;update;patch
+// The manager's RBAC, each rule beside the call that needs it (the executor identity's rules are
+// in identity.go). The reviewed list is internal/manager/rbac_test.go; the reasons are in
+// docs/architecture.md, "Security model".
+// The informer behind For(StepRun): Reconcile's Get reads it, never the API.
+// +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns,verbs=list;watch
+// patchStatus: a merge patch guarded by resourceVersion; status is never read or replaced alone.
+// +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns/status,verbs=patch
+// createPod: blockOwnerDeletion on the Pod's owner reference (OwnerReferencesPermissionEnforcement).
 // +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
-// +kubebuilder:rbac:groups="",resources=pods/attach,verbs=create
-// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=create
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=create
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=pnsflow-executor
-// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// Owns(Pod)'s informer (list, watch; loadPod reads it), createPod, finish's delete of a lingering Pod.
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;create;delete
+// Recorder.Eventf in finish and recordExitCodeMismatch; client-go patches a repeated event's series.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile reads like its steps: get → load the Pod → decide → act → write status once.
@@ -162,14 +164,20 @@ func (r *Reconciler) finish(ctx context.Context, sr *v1alpha1.StepRun, pod *core
 		sr.Status.ExitCode = o.ExitCode
 	}
 	finished := r.Clock.Now()
-	if o.FinishedAt != nil {
-		finished = *o.FinishedAt
+	if t := plausible(sr, o.FinishedAt); t != nil {
+		finished = *t
 	}
-	started := o.StartedAt
-	if started == nil && sr.Status.StartedAt == nil {
+	started := plausible(sr, o.StartedAt)
+	if started == nil && sr.Status.StartedAt == nil && !o.MainNeverStarted {
 		started = &finished
 	}
 	sr.Status.SetTimes(started, &finished)
+	sr.Status.ExecutorRestarts = max(sr.Status.ExecutorRestarts, o.ExecutorRestarts)
+	if o.MainNeverStarted {
+		meta.SetStatusCondition(&sr.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionMainStarted,
+			Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonMainNeverStarted, ObservedGeneration: sr.Generation,
+			Message: "main never started: the run had no side effects and is safe to retry"})
+	}
 	if pod != nil {
 		sr.Status.PodName = pod.Name
 	} else if o.Reason == v1alpha1.ReasonPodDeleted {
@@ -192,6 +200,15 @@ func (r *Reconciler) finish(ctx context.Context, sr *v1alpha1.StepRun, pod *core
 		}
 	}
 	return ctrl.Result{}, nil
+}
+
+// plausible drops a kubelet timestamp that cannot belong to this run (see
+// v1alpha1.PlausibleRunTime).
+func plausible(sr *v1alpha1.StepRun, t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	return v1alpha1.PlausibleRunTime(*t, sr.CreationTimestamp.Time)
 }
 
 // recordExitCodeMismatch flags a terminal run whose executor and kubelet disagree on main's exit

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
@@ -19,9 +20,13 @@ type Outcome struct {
 	ExitCode *int32
 	// StartedAt and FinishedAt come from main's container status when kubelet knows them.
 	StartedAt, FinishedAt *time.Time
+	// MainNeverStarted: main never ran, so the run had no side effects (safe to retry).
+	MainNeverStarted bool
+	// ExecutorRestarts is how often kubelet restarted the executor.
+	ExecutorRestarts int32
 }
 
-// Policy holds the durations the decision depends on.
+// Policy holds the durations and bounds the decision depends on.
 type Policy struct {
 	// ImagePullGrace is how long a Pod may sit in ErrImagePull/ImagePullBackOff (or fail to
 	// create a container) before the run is given up: pulls are retried by kubelet and may
@@ -30,10 +35,21 @@ type Policy struct {
 	// DeadlineSlack is added to activeDeadlineSeconds before the controller enforces the
 	// deadline itself (kubelet enforces it on running Pods; nothing does on unscheduled ones).
 	DeadlineSlack time.Duration
+	// ExecutorStartRestarts is how many times kubelet may restart the executor before main has
+	// started; then the run is given up (kubelet would go on restarting it, and main, waiting for
+	// the executor's startup probe, would never start). Zero means the default.
+	ExecutorStartRestarts int32
+}
+
+func (p Policy) executorStartRestarts() int32 {
+	if p.ExecutorStartRestarts <= 0 {
+		return DefaultPolicy.ExecutorStartRestarts
+	}
+	return p.ExecutorStartRestarts
 }
 
 // DefaultPolicy is what the manager ships with.
-var DefaultPolicy = Policy{ImagePullGrace: 60 * time.Second, DeadlineSlack: 15 * time.Second}
+var DefaultPolicy = Policy{ImagePullGrace: 60 * time.Second, DeadlineSlack: 15 * time.Second, ExecutorStartRestarts: 3}
 
 // Decide looks at the run's Pod and says whether the controller must end the run itself, and
 // when to look again if nothing has happened by then. It never decides for a terminal StepRun.
@@ -41,10 +57,25 @@ func Decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 	if sr.Status.Phase.IsTerminal() || pod == nil {
 		return nil, 0
 	}
+	o, next := decide(sr, pod, now, p)
+	if o != nil {
+		o.MainNeverStarted = mainNeverStarted(sr, pod)
+		if o.MainNeverStarted {
+			o.StartedAt, o.FinishedAt, o.ExitCode = nil, nil, nil
+		}
+		if ex := executorStatus(pod); ex != nil {
+			o.ExecutorRestarts = ex.RestartCount
+		}
+	}
+	return o, next
+}
+
+func decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Outcome, time.Duration) {
 	main := containerStatus(pod, executorconfig.MainContainer)
-	executor := containerStatus(pod, executorconfig.ExecutorContainer)
+	executor := executorStatus(pod)
 	mainDone := terminated(main)
 	executorDone := terminated(executor)
+	podDone := pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded
 
 	switch {
 	case pod.Status.Reason == "Evicted":
@@ -53,35 +84,43 @@ func Decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 		return withMain(errorOutcome(v1alpha1.ReasonNodeLost, "the Pod's node was lost"), main), 0
 	case pod.Status.Reason == "DeadlineExceeded":
 		if executorDone || !mainDone {
-			o := withMain(&Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonDeadlineExceeded,
-				Message: deadlineMessage(sr)}, main)
-			return o, 0
+			return withMain(&Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonDeadlineExceeded,
+				Message: deadlineMessage(sr)}, main), 0
 		}
 	}
 
 	if !pod.DeletionTimestamp.IsZero() {
 		// Deleted while running: kubelet stops both containers and publishes no exit code for
 		// main in time for the executor, so the deletion, not the executor, is the cause.
-		if mainDone && executorDone || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
+		if mainDone && executorDone || podDone {
 			return withMain(errorOutcome(v1alpha1.ReasonPodDeleted, PodDeletedMessage(pod.Name)), main), 0
 		}
 		return nil, 0 // the executor may still report within its grace period
 	}
-	if mainDone && executorDone {
-		// Both containers are gone and no terminal report arrived: the executor died first or
-		// failed to report. main's exit code still comes from kubelet.
-		if main.State.Terminated.Reason == "OOMKilled" {
+	if mainDone && (executorDone || podDone) {
+		// main has ended and the executor is gone without a terminal report: kubelet does not
+		// restart a sidecar once main has ended. main's exit code still comes from kubelet.
+		t := main.State.Terminated
+		switch {
+		case t.Reason == "OOMKilled":
 			return withMain(errorOutcome(v1alpha1.ReasonOOMKilled, "main was killed for exceeding its memory limit"), main), 0
+		case mainStartFailures[t.Reason]:
+			return errorOutcome(v1alpha1.ReasonMainStartFailed,
+				fmt.Sprintf("the container runtime could not start main (%s): %s", t.Reason, t.Message)), 0
 		}
 		return withMain(errorOutcome(v1alpha1.ReasonExecutorLost,
-			fmt.Sprintf("the executor ended (%s) without reporting a result", describe(executor))), main), 0
+			fmt.Sprintf("the executor ended (%s) without reporting a result", describeExecutor(executor))), main), 0
 	}
-	if executorDone && main == nil || executorDone && main.State.Waiting != nil {
-		// The executor's postStart hook failed or it crashed before main was created: kubelet
-		// will never start main.
-		if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
+	if !mainStarted(main) {
+		// The executor keeps failing before main starts (a crash, a runtime error creating it, its
+		// startup probe never passing): kubelet would restart it for ever, and main would wait.
+		if executor != nil && executor.RestartCount >= p.executorStartRestarts() {
+			return errorOutcome(v1alpha1.ReasonExecutorLost, fmt.Sprintf(
+				"the executor failed %d times before main started (last: %s)", executor.RestartCount, describeExecutor(executor))), 0
+		}
+		if podDone {
 			return errorOutcome(v1alpha1.ReasonExecutorLost,
-				fmt.Sprintf("the executor ended (%s) before main started", describe(executor))), 0
+				fmt.Sprintf("the Pod ended (%s) before main started", pod.Status.Phase)), 0
 		}
 	}
 
@@ -102,6 +141,32 @@ func Decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 		next = w
 	}
 	return nil, next
+}
+
+// mainStartFailures are main's terminated reasons when the runtime could not start it at all.
+var mainStartFailures = map[string]bool{"StartError": true, "ContainerCannotRun": true}
+
+// mainStarted reports whether kubelet has ever seen main run.
+func mainStarted(main *corev1.ContainerStatus) bool {
+	if main == nil {
+		return false
+	}
+	if main.State.Running != nil || main.LastTerminationState.Terminated != nil || main.RestartCount > 0 {
+		return true
+	}
+	t := main.State.Terminated
+	return t != nil && !mainStartFailures[t.Reason]
+}
+
+// mainNeverStarted reports whether main certainly never ran: kubelet never saw it run and the
+// executor never reported it running. Anything less certain counts as started, since retrying
+// a run whose main ran may repeat its side effects.
+func mainNeverStarted(sr *v1alpha1.StepRun, pod *corev1.Pod) bool {
+	if sr.Status.StartedAt != nil || sr.Status.Phase == v1alpha1.StepRunRunning ||
+		meta.IsStatusConditionTrue(sr.Status.Conditions, v1alpha1.ConditionMainStarted) {
+		return false
+	}
+	return !mainStarted(containerStatus(pod, executorconfig.MainContainer))
 }
 
 // ExitCodeMismatch reports kubelet's exit code for main when it differs from the executor's.
@@ -125,8 +190,7 @@ var (
 
 func waitingFailure(pod *corev1.Pod, now time.Time, p Policy) *Outcome {
 	expired := !now.Before(pod.CreationTimestamp.Add(p.ImagePullGrace))
-	for i := range pod.Status.ContainerStatuses {
-		cs := &pod.Status.ContainerStatuses[i]
+	for _, cs := range allStatuses(pod) {
 		w := cs.State.Waiting
 		if w == nil {
 			continue
@@ -143,7 +207,7 @@ func waitingFailure(pod *corev1.Pod, now time.Time, p Policy) *Outcome {
 }
 
 func pullWaitRemaining(pod *corev1.Pod, now time.Time, p Policy) time.Duration {
-	for _, cs := range pod.Status.ContainerStatuses {
+	for _, cs := range allStatuses(pod) {
 		if w := cs.State.Waiting; w != nil && (imagePullReasons[w.Reason] || containerCreateReasons[w.Reason]) {
 			return pod.CreationTimestamp.Add(p.ImagePullGrace).Sub(now)
 		}
@@ -165,6 +229,7 @@ func withMain(o *Outcome, main *corev1.ContainerStatus) *Outcome {
 	if main == nil {
 		return o
 	}
+	// Times are checked against the run's creation by finish (v1alpha1.PlausibleRunTime).
 	if t := main.State.Terminated; t != nil {
 		code := t.ExitCode
 		o.ExitCode = &code
@@ -187,6 +252,29 @@ func deadlineMessage(sr *v1alpha1.StepRun) string {
 	return fmt.Sprintf("the run exceeded activeDeadlineSeconds (%ds)", *sr.Spec.ActiveDeadlineSeconds)
 }
 
+// allStatuses lists the init containers' statuses (the executor) and the containers' (main).
+func allStatuses(pod *corev1.Pod) []*corev1.ContainerStatus {
+	out := make([]*corev1.ContainerStatus, 0, len(pod.Status.InitContainerStatuses)+len(pod.Status.ContainerStatuses))
+	for i := range pod.Status.InitContainerStatuses {
+		out = append(out, &pod.Status.InitContainerStatuses[i])
+	}
+	for i := range pod.Status.ContainerStatuses {
+		out = append(out, &pod.Status.ContainerStatuses[i])
+	}
+	return out
+}
+
+// executorStatus is the executor's status: a native sidecar, so among the init containers; Pods
+// made by an older manager list it with the containers.
+func executorStatus(pod *corev1.Pod) *corev1.ContainerStatus {
+	for i := range pod.Status.InitContainerStatuses {
+		if pod.Status.InitContainerStatuses[i].Name == executorconfig.ExecutorContainer {
+			return &pod.Status.InitContainerStatuses[i]
+		}
+	}
+	return containerStatus(pod, executorconfig.ExecutorContainer)
+}
+
 func containerStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {
 	for i := range pod.Status.ContainerStatuses {
 		if pod.Status.ContainerStatuses[i].Name == name {
@@ -200,8 +288,22 @@ func terminated(cs *corev1.ContainerStatus) bool {
 	return cs != nil && cs.State.Terminated != nil
 }
 
-func describe(cs *corev1.ContainerStatus) string {
+// describeExecutor says how the executor last ended: its current termination, else the last
+// one kubelet remembers (a restarted sidecar waits in CrashLoopBackOff), else its waiting reason.
+func describeExecutor(cs *corev1.ContainerStatus) string {
+	if cs == nil {
+		return "no status"
+	}
 	t := cs.State.Terminated
+	if t == nil {
+		t = cs.LastTerminationState.Terminated
+	}
+	if t == nil {
+		if w := cs.State.Waiting; w != nil {
+			return w.Reason
+		}
+		return "no exit code"
+	}
 	if t.Reason != "" {
 		return fmt.Sprintf("exit code %d, %s", t.ExitCode, t.Reason)
 	}

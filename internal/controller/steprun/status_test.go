@@ -30,6 +30,18 @@ func container(name string, state corev1.ContainerState) podOpt {
 	}
 }
 
+// sidecar is the executor's status: a native sidecar, listed with the init containers.
+func sidecar(state corev1.ContainerState, restarts ...int32) podOpt {
+	return func(p *corev1.Pod) {
+		cs := corev1.ContainerStatus{Name: "pns-executor", State: state}
+		if len(restarts) > 0 {
+			cs.RestartCount = restarts[0]
+			cs.LastTerminationState = exited(2, "Error")
+		}
+		p.Status.InitContainerStatuses = append(p.Status.InitContainerStatuses, cs)
+	}
+}
+
 func podPhase(phase corev1.PodPhase, reason string) podOpt {
 	return func(p *corev1.Pod) { p.Status.Phase, p.Status.Reason = phase, reason }
 }
@@ -67,33 +79,59 @@ func TestDecide(t *testing.T) {
 		wantNext time.Duration
 	}{
 		{name: "terminal run is never decided again", sr: stepRun(v1alpha1.StepRunFailed, nil),
-			pod: testPod(container("pns-executor", exited(1, "Error")), container("main", exited(0, "Completed")))},
+			pod: testPod(sidecar(exited(1, "Error")), container("main", exited(0, "Completed")))},
 		{name: "both running: the executor is in charge", sr: stepRun(v1alpha1.StepRunRunning, nil),
-			pod: testPod(container("pns-executor", running()), container("main", running()))},
+			pod: testPod(sidecar(running()), container("main", running()))},
 		{name: "main exited, executor still collecting", sr: stepRun(v1alpha1.StepRunRunning, nil),
-			pod: testPod(container("pns-executor", running()), container("main", exited(3, "Error")))},
+			pod: testPod(sidecar(running()), container("main", exited(3, "Error")))},
 		{name: "executor died first: main's exit code kept", sr: stepRun(v1alpha1.StepRunRunning, nil),
-			pod: testPod(podPhase(corev1.PodFailed, ""), container("pns-executor", exited(137, "Error")), container("main", exited(4, "Error"))),
+			pod: testPod(podPhase(corev1.PodFailed, ""), sidecar(exited(137, "Error")), container("main", exited(4, "Error"))),
 			want: withTimes(Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonExecutorLost,
 				Message: "the executor ended (exit code 137, Error) without reporting a result"}, 4)},
 		{name: "executor died, main still running: wait for main's exit code", sr: stepRun(v1alpha1.StepRunRunning, nil),
-			pod: testPod(container("pns-executor", exited(137, "Error")), container("main", running()))},
+			pod: testPod(sidecar(exited(137, "Error")), container("main", running()))},
 		{name: "OOMKilled main", sr: stepRun(v1alpha1.StepRunRunning, nil),
-			pod: testPod(podPhase(corev1.PodFailed, ""), container("pns-executor", exited(0, "Completed")), container("main", exited(137, "OOMKilled"))),
+			pod: testPod(podPhase(corev1.PodFailed, ""), sidecar(exited(0, "Completed")), container("main", exited(137, "OOMKilled"))),
 			want: withTimes(Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonOOMKilled,
 				Message: "main was killed for exceeding its memory limit"}, 137)},
-		{name: "postStart failed: main never created", sr: stepRun(v1alpha1.StepRunPending, nil),
-			pod: testPod(podPhase(corev1.PodFailed, ""), container("pns-executor", exited(1, "Error")), container("main", waiting("PodInitializing"))),
+		{name: "the Pod ended before main started", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(podPhase(corev1.PodFailed, ""), sidecar(exited(1, "Error")), container("main", waiting("PodInitializing"))),
 			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonExecutorLost,
-				Message: "the executor ended (exit code 1, Error) before main started"}},
+				Message: "the Pod ended (Failed) before main started", MainNeverStarted: true}},
+		{name: "executor restarting while main runs: kubelet brings it back", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(sidecar(waiting("CrashLoopBackOff"), 2), container("main", running()))},
+		{name: "executor restarted once before main started: kubelet may yet start it", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(podPhase(corev1.PodPending, ""), sidecar(waiting("CrashLoopBackOff"), 1), container("main", waiting("PodInitializing")))},
+		{name: "executor failed three times before main started: given up, safe to retry", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(podPhase(corev1.PodPending, ""), sidecar(waiting("CrashLoopBackOff"), 3), container("main", waiting("PodInitializing"))),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonExecutorLost,
+				Message: "the executor failed 3 times before main started (last: exit code 2, Error)", MainNeverStarted: true, ExecutorRestarts: 3}},
+		{name: "main ended while the executor waited to be restarted: lost, main's exit code kept", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(podPhase(corev1.PodSucceeded, ""), sidecar(waiting("CrashLoopBackOff"), 1), container("main", exited(0, "Completed"))),
+			want: func() *Outcome {
+				o := withTimes(Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonExecutorLost,
+					Message: "the executor ended (exit code 2, Error) without reporting a result"}, 0)
+				o.ExecutorRestarts = 1
+				return o
+			}()},
+		{name: "the runtime could not start main: never started, no impossible times", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(podPhase(corev1.PodFailed, ""), sidecar(exited(0, "Completed")), container("main", corev1.ContainerState{
+				Terminated: &corev1.ContainerStateTerminated{ExitCode: 128, Reason: "StartError", Message: "runc create failed",
+					StartedAt: metav1.NewTime(time.Unix(0, 0)), FinishedAt: metav1.NewTime(t0.Add(time.Second))}})),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonMainStartFailed,
+				Message: "the container runtime could not start main (StartError): runc create failed", MainNeverStarted: true}},
+		{name: "a Pod made before the executor was a sidecar: executor among the containers", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(podPhase(corev1.PodFailed, ""), container("pns-executor", exited(137, "Error")), container("main", exited(4, "Error"))),
+			want: withTimes(Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonExecutorLost,
+				Message: "the executor ended (exit code 137, Error) without reporting a result"}, 4)},
 		{name: "deleted while running: kubelet stopped both, main's exit code kept", sr: stepRun(v1alpha1.StepRunRunning, nil),
 			pod: testPod(func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: t0.Add(2 * time.Second)} },
-				podPhase(corev1.PodFailed, ""), container("pns-executor", exited(3, "Error")), container("main", exited(143, "Error"))),
+				podPhase(corev1.PodFailed, ""), sidecar(exited(3, "Error")), container("main", exited(143, "Error"))),
 			want: withTimes(Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonPodDeleted,
 				Message: "pod s-pod was deleted before the run reported a result"}, 143)},
 		{name: "being deleted, containers still stopping: the executor may yet report", sr: stepRun(v1alpha1.StepRunRunning, nil),
 			pod: testPod(func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: t0.Add(2 * time.Second)} },
-				container("pns-executor", running()), container("main", exited(143, "Error")))},
+				sidecar(running()), container("main", exited(143, "Error")))},
 		{name: "evicted", sr: stepRun(v1alpha1.StepRunRunning, nil),
 			pod: testPod(func(p *corev1.Pod) {
 				p.Status.Phase, p.Status.Reason, p.Status.Message = corev1.PodFailed, "Evicted", "low on memory"
@@ -102,29 +140,29 @@ func TestDecide(t *testing.T) {
 		{name: "node lost", sr: stepRun(v1alpha1.StepRunRunning, nil), pod: testPod(podPhase(corev1.PodUnknown, "")),
 			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonNodeLost, Message: "the Pod's node was lost"}},
 		{name: "kubelet enforced the deadline", sr: stepRun(v1alpha1.StepRunRunning, new(int64(5))),
-			pod: testPod(podPhase(corev1.PodFailed, "DeadlineExceeded"), container("pns-executor", exited(143, "Error")), container("main", exited(143, "Error"))),
+			pod: testPod(podPhase(corev1.PodFailed, "DeadlineExceeded"), sidecar(exited(143, "Error")), container("main", exited(143, "Error"))),
 			want: withTimes(Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonDeadlineExceeded,
 				Message: "the run exceeded activeDeadlineSeconds (5s)"}, 143)},
 		{name: "deadline on a Pod nobody runs: the controller enforces it", sr: stepRun(v1alpha1.StepRunPending, new(int64(5))),
 			pod: testPod(podPhase(corev1.PodPending, "")), now: t0.Add(20 * time.Second),
-			want: &Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonDeadlineExceeded, Message: "the run exceeded activeDeadlineSeconds (5s)"}},
+			want: &Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonDeadlineExceeded, Message: "the run exceeded activeDeadlineSeconds (5s)", MainNeverStarted: true}},
 		{name: "deadline not reached: look again when it is", sr: stepRun(v1alpha1.StepRunPending, new(int64(5))),
 			pod: testPod(podPhase(corev1.PodPending, "")), now: t0.Add(10 * time.Second), wantNext: 10 * time.Second},
 		{name: "invalid image name fails at once", sr: stepRun(v1alpha1.StepRunPending, nil),
-			pod:  testPod(container("pns-executor", running()), container("main", waiting("InvalidImageName"))),
-			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonImagePullFailed, Message: "container main: InvalidImageName: details"}},
+			pod:  testPod(sidecar(running()), container("main", waiting("InvalidImageName"))),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonImagePullFailed, Message: "container main: InvalidImageName: details", MainNeverStarted: true}},
 		{name: "pull failure within the grace period: look again at its end", sr: stepRun(v1alpha1.StepRunPending, nil),
-			pod: testPod(container("pns-executor", running()), container("main", waiting("ImagePullBackOff"))), now: t0.Add(20 * time.Second),
+			pod: testPod(sidecar(running()), container("main", waiting("ImagePullBackOff"))), now: t0.Add(20 * time.Second),
 			wantNext: 40 * time.Second},
 		{name: "pull failure past the grace period", sr: stepRun(v1alpha1.StepRunPending, nil),
-			pod: testPod(container("pns-executor", running()), container("main", waiting("ErrImagePull"))), now: t0.Add(61 * time.Second),
-			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonImagePullFailed, Message: "container main: ErrImagePull: details"}},
+			pod: testPod(sidecar(running()), container("main", waiting("ErrImagePull"))), now: t0.Add(61 * time.Second),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonImagePullFailed, Message: "container main: ErrImagePull: details", MainNeverStarted: true}},
 		{name: "executor image cannot be pulled", sr: stepRun(v1alpha1.StepRunPending, nil),
-			pod: testPod(container("pns-executor", waiting("ImagePullBackOff")), container("main", waiting("ContainerCreating"))), now: t0.Add(2 * time.Minute),
-			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonImagePullFailed, Message: "container pns-executor: ImagePullBackOff: details"}},
+			pod: testPod(sidecar(waiting("ImagePullBackOff")), container("main", waiting("ContainerCreating"))), now: t0.Add(2 * time.Minute),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonImagePullFailed, Message: "container pns-executor: ImagePullBackOff: details", MainNeverStarted: true}},
 		{name: "missing ConfigMap past the grace period", sr: stepRun(v1alpha1.StepRunPending, nil),
-			pod: testPod(container("pns-executor", running()), container("main", waiting("CreateContainerConfigError"))), now: t0.Add(2 * time.Minute),
-			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonContainerCreateFailed, Message: "container main: CreateContainerConfigError: details"}},
+			pod: testPod(sidecar(running()), container("main", waiting("CreateContainerConfigError"))), now: t0.Add(2 * time.Minute),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonContainerCreateFailed, Message: "container main: CreateContainerConfigError: details", MainNeverStarted: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -211,7 +211,7 @@ func (in *input) evalStep(ev *evaluation, sp *StepPlan, readiness dag.Readiness,
 		case ph == v1alpha1.StepRunSucceeded:
 			se.counts.Succeeded++
 		default:
-			v := retry.Decide(sp.Spec.Retries, last.n+1, attemptOf(last, now), in.clock)
+			v := in.decideRetry(sp, atts, now)
 			switch {
 			case v.Retry && v.After == 0:
 				se.counts.Pending++
@@ -224,7 +224,7 @@ func (in *input) evalStep(ev *evaluation, sp *StepPlan, readiness dag.Readiness,
 					ev.retryIn = v.After
 				}
 			default:
-				se.failAttempt(last, v.Why)
+				se.failAttempt(last, in.explain(sp, v, last))
 			}
 		}
 	}
@@ -266,7 +266,7 @@ func (se *stepEval) failAttempt(a *attempt, why string) {
 	if st.Message != "" {
 		msg += ": " + st.Message
 	}
-	if se.plan.Spec.Retries != nil {
+	if why != "" {
 		msg += "; " + why
 	}
 	if st.Phase == v1alpha1.StepRunFailed {
@@ -308,9 +308,35 @@ func stop(se *stepEval, why string) {
 	se.phase, se.message = v1alpha1.StepOmitted, why
 }
 
-func attemptOf(a *attempt, now time.Time) retry.Attempt {
+// decideRetry applies the step's retries and the run's infrastructure retries to an item whose
+// latest attempt failed. The item's ended attempts are counted again from their StepRuns each
+// time: they are the only record of which failures were the infrastructure's.
+func (in *input) decideRetry(sp *StepPlan, atts []attempt, now time.Time) retry.Verdict {
+	var h retry.History
+	for i := range atts {
+		if atts[i].terminal() {
+			h.Add(in.attemptOf(&atts[i], now))
+		}
+	}
+	last := in.attemptOf(&atts[len(atts)-1], now)
+	return retry.DecideItem(sp.Spec.Retries, retry.InfrastructureRetries(in.run.Spec.InfrastructureRetries), h, last, in.clock)
+}
+
+// explain is what a failed item's message adds after the StepRun's own words: why it was not
+// retried, when the step has retries or the run's infrastructure retries were in play.
+func (in *input) explain(sp *StepPlan, v retry.Verdict, last *attempt) string {
+	if sp.Spec.Retries == nil && !in.attemptOf(last, in.clock.Now()).NeverStarted {
+		return ""
+	}
+	return v.Why
+}
+
+func (in *input) attemptOf(a *attempt, now time.Time) retry.Attempt {
 	st := &a.sr.Status
-	out := retry.Attempt{Phase: st.Phase, ExitCode: st.ExitCode, FinishedAt: now}
+	out := retry.Attempt{Phase: st.Phase, ExitCode: st.ExitCode, FinishedAt: now,
+		// A cancel deletes the Pods itself: what it stopped is not the infrastructure's failure,
+		// and the gate starts no retry anyway.
+		NeverStarted: !in.run.Spec.Cancel && st.NeverStartedInfrastructureFailure()}
 	if st.FinishedAt != nil {
 		out.FinishedAt = st.FinishedAt.Time
 	}

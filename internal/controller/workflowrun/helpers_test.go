@@ -32,6 +32,9 @@ type kid struct {
 	params   map[string]string
 	result   *string
 	finished time.Time
+	reason   string
+	// mainStarted, when set, is the MainStarted condition's status.
+	mainStarted metav1.ConditionStatus
 }
 
 func code(c int32) *int32 { return &c }
@@ -44,7 +47,13 @@ func (k kid) obj(wfr *v1alpha1.WorkflowRun) v1alpha1.StepRun {
 	sr := v1alpha1.StepRun{ObjectMeta: metav1.ObjectMeta{Name: StepRunName(wfr.Name, k.step, k.item, k.attempt),
 		Namespace: wfr.Namespace, Labels: labels,
 		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(wfr, v1alpha1.GroupVersion.WithKind("WorkflowRun"))}}}
-	sr.Status.Phase, sr.Status.ExitCode = k.phase, k.exitCode
+	sr.Status.Phase, sr.Status.ExitCode, sr.Status.Reason = k.phase, k.exitCode, k.reason
+	if k.mainStarted != "" {
+		sr.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionMainStarted, Status: k.mainStarted, Reason: v1alpha1.ReasonMainNeverStarted}}
+		if k.mainStarted == metav1.ConditionTrue {
+			sr.Status.Conditions[0].Reason = v1alpha1.ReasonMainStarted
+		}
+	}
 	if k.phase.IsTerminal() {
 		f := k.finished
 		if f.IsZero() {
@@ -67,6 +76,19 @@ func ok(step string, item int) kid {
 
 func failed(step string, item, attempt int) kid {
 	return kid{step: step, item: item, attempt: attempt, phase: v1alpha1.StepRunFailed, exitCode: code(1)}
+}
+
+// neverStarted is an attempt the StepRun controller ended because the infrastructure failed it
+// before main started.
+func neverStarted(step string, item, attempt int) kid {
+	return kid{step: step, item: item, attempt: attempt, phase: v1alpha1.StepRunError,
+		reason: v1alpha1.ReasonExecutorLost, mainStarted: metav1.ConditionFalse}
+}
+
+// lost is an attempt whose executor was lost after main started.
+func lost(step string, item, attempt int) kid {
+	return kid{step: step, item: item, attempt: attempt, phase: v1alpha1.StepRunError,
+		reason: v1alpha1.ReasonExecutorLost, mainStarted: metav1.ConditionTrue}
 }
 
 func running(step string, item int) kid {

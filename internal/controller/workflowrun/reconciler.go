@@ -65,11 +65,19 @@ type Reconciler struct {
 	mem memory
 }
 
-// +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=workflowruns,verbs=get;list;watch;delete
-// +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=workflowruns/status,verbs=get;update;patch
+// The manager's RBAC, each rule beside the call that needs it. The reviewed list is
+// internal/manager/rbac_test.go; the reasons are in docs/architecture.md, "Security model".
+// For(WorkflowRun)'s informer (list, watch; Reconcile's Get reads it); expire deletes a run past its TTL.
+// +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=workflowruns,verbs=list;watch;delete
+// writeStatus: a merge patch guarded by resourceVersion; status is never read or replaced alone.
+// +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=workflowruns/status,verbs=patch
+// newStepRun: blockOwnerDeletion on the controller reference (OwnerReferencesPermissionEnforcement).
 // +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=workflowruns/finalizers,verbs=update
+// Watches(StepRun)'s informer, createStepRun, and its APIReader.Get past the cache on AlreadyExists.
 // +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns,verbs=get;list;watch;create
+// stopPods deletes the Pods of unfinished StepRuns when a run is cancelled.
 // +kubebuilder:rbac:groups="",resources=pods,verbs=delete
+// recordTransitions' events; client-go patches a repeated event's series.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile reads like its steps: get → plan → load children → decide → act → write status once.

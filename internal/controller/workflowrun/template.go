@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/workflow/template"
@@ -145,11 +146,23 @@ func fill(v *template.StepValues, a *attempt) {
 	if st.Outputs == nil {
 		return
 	}
-	v.Result = st.Outputs.Result
+	v.Result = templateResult(st.Outputs.Result)
 	if len(st.Outputs.Parameters) > 0 {
 		v.Parameters = make(map[string]string, len(st.Outputs.Parameters))
 		for _, p := range st.Outputs.Parameters {
 			v.Parameters[p.Name] = p.Value
 		}
 	}
+}
+
+// templateResult is a step's result as later templates and `when` see it: the log tail with
+// exactly one trailing newline trimmed, the rule output parameters follow (the executor trims
+// them when it reads their files), so `{{steps.s.outputs.result}}` of a step that ran `echo 4`
+// is "4". status.outputs.result keeps the log tail verbatim.
+func templateResult(r *string) *string {
+	if r == nil {
+		return nil
+	}
+	v := strings.TrimSuffix(*r, "\n")
+	return &v
 }

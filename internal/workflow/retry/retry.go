@@ -1,6 +1,8 @@
 // Package retry owns the retry policy of WorkflowRun steps: which failed attempts are retried
 // (retryOn, exit codes as data, like a Job's podFailurePolicy) and how long to wait first (a
-// pure function of the failure count, the last failure's time and an injected clock).
+// pure function of the failure count, the last failure's time and an injected clock). Attempts
+// whose main never started because the infrastructure failed them are retried apart from that,
+// within the run's infrastructureRetries (DecideItem).
 package retry
 
 import (
@@ -27,6 +29,9 @@ type Attempt struct {
 	ExitCode *int32
 	// FinishedAt is when the attempt ended (its StepRun's finishedAt, else when it was seen ended).
 	FinishedAt time.Time
+	// NeverStarted is set when the infrastructure ended the attempt before main started
+	// (StepRunStatus.NeverStartedInfrastructureFailure): it had no side effects.
+	NeverStarted bool
 }
 
 // Matches reports whether a failed attempt is one retryOn selects; nil selects every failure.
@@ -69,6 +74,8 @@ func Delay(b *v1alpha1.Backoff, failures int) time.Duration {
 type Verdict struct {
 	// Retry is true when another attempt will run.
 	Retry bool
+	// Infrastructure is true when that attempt is an infrastructure retry, outside retries.limit.
+	Infrastructure bool
 	// After is how long until it may start; zero means now.
 	After time.Duration
 	// Why explains a verdict of no retry.
@@ -95,4 +102,57 @@ func describe(a Attempt) string {
 		return fmt.Sprintf("%s with exit code %d", a.Phase, *a.ExitCode)
 	}
 	return string(a.Phase)
+}
+
+// History counts an item's ended attempts, from its StepRuns alone, so a restarted manager
+// comes to the same decisions.
+type History struct {
+	// Failed counts the attempts that ended Failed or Error, the latest included.
+	Failed int
+	// NeverStarted counts those of them that were never-started infrastructure failures.
+	NeverStarted int
+}
+
+// Add counts one ended attempt.
+func (h *History) Add(a Attempt) {
+	if a.Phase != v1alpha1.StepRunFailed && a.Phase != v1alpha1.StepRunError {
+		return
+	}
+	h.Failed++
+	if a.NeverStarted {
+		h.NeverStarted++
+	}
+}
+
+// InfrastructureRetries is spec.infrastructureRetries with its default applied.
+func InfrastructureRetries(n *int32) int {
+	if n == nil {
+		return v1alpha1.DefaultInfrastructureRetries
+	}
+	return max(int(*n), 0)
+}
+
+// DecideItem says whether an item whose latest attempt `last` failed is tried again, and when;
+// h counts the item's ended attempts, last included. A never-started infrastructure failure is
+// retried at once while the item has had at most `infra` of them: main never ran, so nothing
+// can have happened twice, and these retries do not count against retries.limit (like a Job's
+// podFailurePolicy ignoring disruptions). Every other failure — and a never-started one beyond
+// that budget — is the step's retry strategy's to decide, counting the item's failures without
+// the infrastructure failures already retried; the budget is spent first, whatever the order.
+func DecideItem(s *v1alpha1.RetryStrategy, infra int, h History, last Attempt, clk clock.PassiveClock) Verdict {
+	if last.NeverStarted && h.NeverStarted <= infra {
+		return Verdict{Retry: true, Infrastructure: true}
+	}
+	v := Decide(s, h.Failed-min(h.NeverStarted, infra), last, clk)
+	if v.Retry || !last.NeverStarted {
+		return v
+	}
+	why := fmt.Sprintf("main never started; infrastructure retries used up (%d)", infra)
+	if infra == 0 {
+		why = "main never started; infrastructureRetries is 0"
+	}
+	if s != nil {
+		why += "; " + v.Why
+	}
+	return Verdict{Why: why}
 }

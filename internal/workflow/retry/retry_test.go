@@ -105,3 +105,80 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestInfrastructureRetries(t *testing.T) {
+	n := func(v int32) *int32 { return &v }
+	for _, tc := range []struct {
+		in   *int32
+		want int
+	}{{nil, v1alpha1.DefaultInfrastructureRetries}, {n(0), 0}, {n(5), 5}, {n(-1), 0}} {
+		if got := InfrastructureRetries(tc.in); got != tc.want {
+			t.Errorf("InfrastructureRetries(%v) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestHistoryCountsFailuresByKind(t *testing.T) {
+	var h History
+	for _, a := range []Attempt{
+		{Phase: v1alpha1.StepRunError, NeverStarted: true},
+		{Phase: v1alpha1.StepRunFailed, ExitCode: code(1)},
+		{Phase: v1alpha1.StepRunError},
+		{Phase: v1alpha1.StepRunSucceeded},
+		{Phase: v1alpha1.StepRunError, NeverStarted: true},
+	} {
+		h.Add(a)
+	}
+	if want := (History{Failed: 4, NeverStarted: 2}); h != want {
+		t.Errorf("got %+v, want %+v", h, want)
+	}
+}
+
+func TestDecideItem(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakePassiveClock(t0.Add(3 * time.Second))
+	neverStarted := Attempt{Phase: v1alpha1.StepRunError, NeverStarted: true, FinishedAt: t0}
+	executorLost := Attempt{Phase: v1alpha1.StepRunError, FinishedAt: t0}
+	failed := Attempt{Phase: v1alpha1.StepRunFailed, ExitCode: code(1), FinishedAt: t0}
+	onError := &v1alpha1.RetryStrategy{Limit: 1, RetryOn: &v1alpha1.RetryOn{Phases: []v1alpha1.StepRunPhase{v1alpha1.StepRunError}}}
+	backoff := &v1alpha1.RetryStrategy{Limit: 3, Backoff: &v1alpha1.Backoff{Duration: metav1.Duration{Duration: 10 * time.Second}}}
+	infraRetry := Verdict{Retry: true, Infrastructure: true}
+	cases := []struct {
+		name  string
+		s     *v1alpha1.RetryStrategy
+		infra int
+		h     History
+		last  Attempt
+		want  Verdict
+	}{
+		{"never started: retried without retries", nil, 2, History{1, 1}, neverStarted, infraRetry},
+		{"never started: the last infrastructure retry", nil, 2, History{2, 2}, neverStarted, infraRetry},
+		{"never started: infrastructure retries used up", nil, 2, History{3, 3}, neverStarted,
+			Verdict{Why: "main never started; infrastructure retries used up (2)"}},
+		{"never started: infrastructure retries off", nil, 0, History{1, 1}, neverStarted,
+			Verdict{Why: "main never started; infrastructureRetries is 0"}},
+		{"never started: retried at once even with a backoff", backoff, 2, History{1, 1}, neverStarted, infraRetry},
+		{"never started beyond the budget: retries.limit takes over", onError, 2, History{3, 3}, neverStarted,
+			Verdict{Retry: true}},
+		{"never started beyond the budget and retries.limit", onError, 2, History{4, 4}, neverStarted,
+			Verdict{Why: "main never started; infrastructure retries used up (2); retry limit 1 reached"}},
+		{"never started beyond the budget, not selected by retryOn", &v1alpha1.RetryStrategy{Limit: 5, RetryOn: &v1alpha1.RetryOn{ExitCodes: []int32{3}}},
+			1, History{2, 2}, neverStarted,
+			Verdict{Why: "main never started; infrastructure retries used up (1); Error is not retried by retryOn"}},
+		{"main started: not retried without retries", nil, 2, History{1, 0}, executorLost, Verdict{Why: "no retries"}},
+		{"main started: retried by retryOn Error", onError, 2, History{1, 0}, executorLost, Verdict{Retry: true}},
+		{"infrastructure retries do not count against the limit", onError, 2, History{3, 2}, executorLost, Verdict{Retry: true}},
+		{"the limit still counts the item's other failures", onError, 2, History{4, 2}, executorLost,
+			Verdict{Why: "retry limit 1 reached"}},
+		{"backoff grows with the item's other failures only", backoff, 2, History{3, 2}, failed,
+			Verdict{Retry: true, After: 7 * time.Second}},
+		{"a failed main is never an infrastructure retry", nil, 2, History{1, 0}, failed, Verdict{Why: "no retries"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if d := cmp.Diff(tc.want, DecideItem(tc.s, tc.infra, tc.h, tc.last, clk)); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}

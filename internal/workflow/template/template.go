@@ -273,7 +273,9 @@ type StepValues struct {
 	Phase string
 	// Skipped steps expose their phase only.
 	Skipped bool
-	// ExitCode, Parameters and Result are a single-item step's.
+	// ExitCode, Parameters and Result are a single-item step's. Parameters and Result are
+	// substituted as given: whoever fills them trims the one trailing newline (the executor for
+	// parameters, the WorkflowRun controller for the result).
 	ExitCode   *int32
 	Parameters map[string]string
 	Result     *string

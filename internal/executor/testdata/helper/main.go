@@ -5,6 +5,9 @@
 // exists only in its mount namespace: once the helper exits, that tmpfs is reachable only through
 // a held root fd. After the exec it prints "ready <child pid>" and waits for its stdin to close
 // (unless -exit-now).
+//
+// With -exec-after it plays the runtime's init instead, unchrooted: it waits that long, then
+// execs its arguments with the environment given by -env, in place, as runc init execs main.
 package main
 
 import (
@@ -17,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 type multiFlag []string
@@ -39,7 +43,17 @@ func main() {
 	flag.Var(&bigs, "big", "path=size: write a file of size bytes")
 	flag.Var(&env, "env", "NAME=value: the environment after the exec")
 	phase2 := flag.Bool("phase2", false, "run after the exec")
+	execAfter := flag.Duration("exec-after", 0, "wait this long, then exec the arguments with -env")
 	flag.Parse()
+
+	if *execAfter > 0 {
+		time.Sleep(*execAfter)
+		args := flag.Args()
+		if len(args) == 0 {
+			must(fmt.Errorf("-exec-after: nothing to exec"))
+		}
+		must(syscall.Exec(args[0], args, env))
+	}
 
 	if *child {
 		_, _ = io.Copy(io.Discard, os.Stdin)
