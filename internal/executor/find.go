@@ -138,9 +138,6 @@ func (f *ProcFinder) Find(ctx context.Context, firstScan func() error) (int, err
 			return 0, fmt.Errorf("%w: %w", ErrNotFound, err)
 		}
 		now := time.Now()
-		if dbgLook != nil {
-			dbgLook(now)
-		}
 		pid, found, err := w.look(now)
 		if err != nil {
 			return 0, err
@@ -310,8 +307,8 @@ func (w *watch) arm(now time.Time) {
 			continue
 		}
 		switch err := w.s.armThreads(p, pr); {
-		case errors.Is(err, unix.EINVAL):
-			w.threadPidfds = false // no PIDFD_THREAD: poll fast
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS):
+			w.threadPidfds = false // no PIDFD_THREAD (Linux < 6.9): poll fast
 		case errors.Is(err, errFewThreads):
 			pr.nextArm = now.Add(armRetry)
 		case err != nil:
@@ -401,9 +398,9 @@ type scanner struct {
 // is outside it in a Pod.
 type proc struct {
 	pid, ppid, start int
-	environ     string
-	seen        time.Time // first listed
-	gen         uint64
+	environ          string
+	seen             time.Time // first listed
+	gen              uint64
 	// threads are PIDFD_THREAD pidfds of two of its threads other than the leader, or -1.
 	threads [2]int
 	nextArm time.Time

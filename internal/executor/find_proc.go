@@ -116,6 +116,11 @@ func readLastPID(fd int, buf []byte) (int, error) {
 func nap(d time.Duration) {
 	ts := unix.NsecToTimespec(int64(d))
 	_, _, _ = unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+	yieldIfAlone()
+}
+
+// yieldIfAlone lets other goroutines run when this one holds the only P.
+func yieldIfAlone() {
 	if runtime.GOMAXPROCS(0) == 1 {
 		runtime.Gosched()
 	}
@@ -201,10 +206,6 @@ func pollRaw(fds []unix.PollFd, d time.Duration) bool {
 	ts := unix.NsecToTimespec(int64(d))
 	n, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)),
 		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
-	if runtime.GOMAXPROCS(0) == 1 {
-		runtime.Gosched()
-	}
+	yieldIfAlone()
 	return errno == 0 && n > 0
 }
-
-var dbgLook func(time.Time)
