@@ -34,6 +34,8 @@ type (
 		Run(ctx context.Context) error
 		MainStarted(ctx context.Context) (MainState, error)
 		MainTerminated(ctx context.Context) (Termination, error)
+		// Deleting is closed once the Pod is seen being deleted.
+		Deleting() <-chan struct{}
 	}
 	// OutputCollector reads the outputs; root is nil when main's root was never held.
 	OutputCollector interface {
@@ -62,8 +64,10 @@ var ErrNoExitCode = errors.New("stopped before main's exit code was known; no te
 const resultTimeout = 30 * time.Second
 
 // DefaultGrace is how long Run goes on after its context ends (SIGTERM) to learn main's exit
-// code and report it. The Pod's terminationGracePeriodSeconds must leave room for it.
-const DefaultGrace = 15 * time.Second
+// code and report it. kubelet sends the sidecar SIGTERM as soon as main has ended, often before
+// it has published main's exit code, and on a loaded node that publication (and the report)
+// can take many seconds: the grace is most of the Pod's default 30 s terminationGracePeriodSeconds.
+const DefaultGrace = 25 * time.Second
 
 // Executor runs one step's watch: find → secure → report Running → wait → exit code → collect →
 // result → report terminal.
@@ -131,6 +135,9 @@ func New(o Options) (*Executor, error) {
 	reporter.Restarts = pod.ExecutorRestarts
 	finder := NewProcFinder(o.ProcRoot, c.UID)
 	finder.Parent = o.MainParent
+	ready := &ReadySignal{Addr: o.ReadySocket}
+	// kubelet starts main only after the startup probe connects: look for it from then on.
+	finder.Gate = ready.Connected()
 	e := &Executor{
 		Finder:    finder,
 		Securer:   ProcSecurer{ProcRoot: o.ProcRoot, Marker: MarkerFor(c.UID)},
@@ -139,7 +146,7 @@ func New(o Options) (*Executor, error) {
 		Collector: Collector{Outputs: c.Outputs, Mounts: c.Mounts},
 		Results:   logs,
 		Reporter:  reporter,
-		Ready:     (&ReadySignal{Addr: o.ReadySocket}).Signal,
+		Ready:     ready.Signal,
 		Grace:     o.Grace,
 		Log:       o.Log,
 	}
@@ -156,7 +163,9 @@ func New(o Options) (*Executor, error) {
 func (e *Executor) Run(ctx context.Context) error {
 	log := e.Log
 	ctx = logr.NewContext(ctx, log)
-	work, cancelWork := withGrace(ctx, e.Grace)
+	// A deleted Pod ends the grace at once: kubelet stops main too, and the controller records
+	// the deletion (PodDeleted) rather than an exit code the deletion caused.
+	work, cancelWork := withGrace(ctx, e.Grace, e.Pod.Deleting())
 	defer cancelWork()
 
 	var bg sync.WaitGroup
@@ -333,14 +342,17 @@ func (e *Executor) untilMainTerminated(parent context.Context) (context.Context,
 	return ctx, cancel
 }
 
-// withGrace returns a context that ends grace after parent ends.
-func withGrace(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+// withGrace returns a context that ends grace after parent ends, or as soon as parent has ended
+// and cut is closed.
+func withGrace(parent context.Context, grace time.Duration, cut <-chan struct{}) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	stop := context.AfterFunc(parent, func() {
 		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {
 		case <-t.C:
+			cancel()
+		case <-cut:
 			cancel()
 		case <-ctx.Done():
 		}

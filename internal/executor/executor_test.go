@@ -14,6 +14,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 )
@@ -397,9 +398,44 @@ func TestStdinFeeder(t *testing.T) {
 	})
 }
 
+func TestWithGraceEndsWhenThePodIsBeingDeleted(t *testing.T) {
+	cut := make(chan struct{})
+	parent, cancel := context.WithCancel(context.Background())
+	ctx, stop := withGrace(parent, time.Hour, cut)
+	defer stop()
+	close(cut)
+	if ctx.Err() != nil {
+		t.Fatal("the grace context ended while its parent lives")
+	}
+	cancel()
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the grace context did not end once the parent ended with the Pod being deleted")
+	}
+}
+
+func TestPodWatcherSeesThePodBeingDeleted(t *testing.T) {
+	w := NewPodWatcherForClient(nil, "ns", "p")
+	w.observe(&corev1.Pod{}, false)
+	select {
+	case <-w.Deleting():
+		t.Fatal("Deleting closed for a Pod not being deleted")
+	default:
+	}
+	now := metav1.Now()
+	w.observe(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}}, false)
+	w.observe(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}}, true) // closing twice must not panic
+	select {
+	case <-w.Deleting():
+	default:
+		t.Fatal("Deleting not closed for a Pod being deleted")
+	}
+}
+
 func TestWithGrace(t *testing.T) {
 	parent, cancel := context.WithCancel(context.Background())
-	ctx, stop := withGrace(parent, time.Hour)
+	ctx, stop := withGrace(parent, time.Hour, nil)
 	defer stop()
 	cancel()
 	if ctx.Err() != nil {
@@ -409,7 +445,7 @@ func TestWithGrace(t *testing.T) {
 	if ctx.Err() == nil {
 		t.Fatal("stop did not end the grace context")
 	}
-	ctx2, stop2 := withGrace(context.Background(), time.Nanosecond)
+	ctx2, stop2 := withGrace(context.Background(), time.Nanosecond, nil)
 	defer stop2()
 	if ctx2.Err() != nil {
 		t.Fatal("the grace context ended while its parent lives")

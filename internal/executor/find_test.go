@@ -476,3 +476,67 @@ func TestAppendPIDs(t *testing.T) {
 		t.Errorf("appendPIDs = %v, want %v", got, want)
 	}
 }
+
+func TestFindLooksOnlyOnceUntilTheGateOpens(t *testing.T) {
+	marker := MarkerFor("uid-1")
+	root := writeProc(t, map[int]fakeProcess{
+		1:        {comm: "pause", env: []string{"PATH=/"}},
+		fakeSelf: {comm: "pns-executor", env: []string{"PNSFLOW_EXECUTOR_CONFIG={}"}},
+	})
+	writeLoadavg(t, root, fakeSelf)
+	gate := make(chan struct{})
+	f := &ProcFinder{ProcRoot: root, Marker: marker, Self: fakeSelf, Gate: gate}
+	firstScans := make(chan struct{}, 1)
+	type found struct {
+		pid int
+		err error
+	}
+	done := make(chan found, 1)
+	go func() {
+		pid, err := f.Find(testCtx(t), func() error { firstScans <- struct{}{}; return nil })
+		done <- found{pid, err}
+	}()
+	<-firstScans
+	// main appears while the gate is shut: nothing looks, so nothing finds it.
+	writeFakeProcess(t, root, 8, fakeProcess{comm: "sleep", env: []string{marker}})
+	writeLoadavg(t, root, 8)
+	select {
+	case got := <-done:
+		t.Fatalf("Find returned %+v with the gate shut; want it waiting", got)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(gate)
+	select {
+	case got := <-done:
+		if got.err != nil || got.pid != 8 {
+			t.Fatalf("Find = %d, %v; want main, pid 8", got.pid, got.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Find did not look again once the gate opened")
+	}
+}
+
+func TestFindGateTimesOut(t *testing.T) {
+	marker := MarkerFor("uid-1")
+	root := writeProc(t, map[int]fakeProcess{
+		1: {comm: "pause", env: []string{"PATH=/"}},
+		8: {comm: "sleep", env: []string{marker}},
+	})
+	f := &ProcFinder{ProcRoot: root, Marker: marker, Self: fakeSelf, Gate: make(chan struct{}), GateTimeout: time.Millisecond}
+	// main is already there at the first look: found without the gate.
+	if pid, err := f.Find(testCtx(t), nil); err != nil || pid != 8 {
+		t.Fatalf("Find = %d, %v; want pid 8 from the first look", pid, err)
+	}
+	if err := os.RemoveAll(filepath.Join(root, "8")); err != nil {
+		t.Fatal(err)
+	}
+	// main shows up after the first look, and the gate never opens: only its timeout lets Find
+	// look again.
+	appear := func() error {
+		writeFakeProcess(t, root, 9, fakeProcess{comm: "sleep", env: []string{marker}})
+		return nil
+	}
+	if pid, err := f.Find(testCtx(t), appear); err != nil || pid != 9 {
+		t.Fatalf("Find = %d, %v; want pid 9 after the gate timed out", pid, err)
+	}
+}

@@ -99,10 +99,11 @@ type PodWatcher struct {
 	namespace string
 	name      string
 
-	mu      sync.Mutex
-	state   MainState
-	gone    bool
-	changed chan struct{} // closed and replaced on every change
+	mu       sync.Mutex
+	state    MainState
+	gone     bool
+	changed  chan struct{} // closed and replaced on every change
+	deleting chan struct{} // closed once the Pod is seen being deleted, or gone
 }
 
 // NewPodWatcher returns a watcher of Pod ns/pod.
@@ -116,8 +117,11 @@ func NewPodWatcher(cfg *rest.Config, ns, pod string) (*PodWatcher, error) {
 
 // NewPodWatcherForClient returns a watcher of Pod ns/pod using a core v1 REST client.
 func NewPodWatcherForClient(c rest.Interface, ns, pod string) *PodWatcher {
-	return &PodWatcher{client: c, namespace: ns, name: pod, changed: make(chan struct{})}
+	return &PodWatcher{client: c, namespace: ns, name: pod, changed: make(chan struct{}), deleting: make(chan struct{})}
 }
+
+// Deleting is closed once the Pod is seen being deleted (or gone).
+func (w *PodWatcher) Deleting() <-chan struct{} { return w.deleting }
 
 // ExecutorRestarts is how often the kubelet restarted the executor, as far as the Pod said.
 func (w *PodWatcher) ExecutorRestarts() int32 {
@@ -176,6 +180,9 @@ func (w *PodWatcher) observe(pod *corev1.Pod, deleted bool) {
 	w.state.ExecutorRestarts = max(w.state.ExecutorRestarts, st.ExecutorRestarts)
 	if deleted && !w.gone {
 		w.gone, changed = true, true
+	}
+	if (deleted || pod.DeletionTimestamp != nil) && !isClosed(w.deleting) {
+		close(w.deleting)
 	}
 	if changed {
 		close(w.changed)
@@ -317,5 +324,14 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }

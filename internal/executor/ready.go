@@ -16,8 +16,20 @@ type ReadySignal struct {
 	// Addr is the socket's address; a leading '@' makes it abstract.
 	Addr string
 
-	mu sync.Mutex
-	ln net.Listener
+	mu        sync.Mutex
+	ln        net.Listener
+	once      sync.Once
+	connected chan struct{}
+}
+
+// Connected is closed once a client (the startup probe) has connected.
+func (r *ReadySignal) Connected() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.connected == nil {
+		r.connected = make(chan struct{})
+	}
+	return r.connected
 }
 
 // Signal starts listening and accepting. Connecting is all a client does, so each connection
@@ -33,12 +45,17 @@ func (r *ReadySignal) Signal() error {
 		return fmt.Errorf("listening on %s: %w", r.Addr, err)
 	}
 	r.ln = ln
+	if r.connected == nil {
+		r.connected = make(chan struct{})
+	}
+	connected := r.connected
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return // closed
 			}
+			r.once.Do(func() { close(connected) })
 			_ = c.Close()
 		}
 	}()

@@ -18,10 +18,16 @@ func TestReadySignal(t *testing.T) {
 		t.Fatal("WaitReady succeeded before Signal")
 	}
 
+	connected := r.Connected()
 	if err := r.Signal(); err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	select {
+	case <-connected:
+		t.Fatal("Connected closed before anyone connected")
+	default:
+	}
 	if err := r.Signal(); err != nil {
 		t.Errorf("a second Signal = %v, want nil", err)
 	}
@@ -29,6 +35,11 @@ func TestReadySignal(t *testing.T) {
 		if err := WaitReady(testCtx(t), addr); err != nil {
 			t.Fatalf("WaitReady after Signal: %v", err)
 		}
+	}
+	select {
+	case <-connected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Connected not closed after a client connected")
 	}
 	if err := (&ReadySignal{Addr: addr}).Signal(); err == nil {
 		t.Error("a second listener on the same address should fail")

@@ -78,8 +78,8 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 		Expect(result(got)).To(ContainSubstring("entrypoint ran with args: default-arg"))
 		pod := podsOf(got)
 		Expect(pod).To(HaveLen(1))
-		Expect(pod[0].Spec.Containers[1].Command).To(BeEmpty(), "main's command stays the image's")
-		Expect(pod[0].Spec.Containers[1].Args).To(BeEmpty())
+		Expect(pod[0].Spec.Containers[0].Command).To(BeEmpty(), "main's command stays the image's")
+		Expect(pod[0].Spec.Containers[0].Args).To(BeEmpty())
 	})
 
 	Describe("5: privileges", func() {
@@ -105,7 +105,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 
 			pods := podsOf(got)
 			Expect(pods).To(HaveLen(1))
-			exec := pods[0].Spec.Containers[0].SecurityContext
+			exec := pods[0].Spec.InitContainers[0].SecurityContext
 			Expect(exec.RunAsUser).To(HaveValue(BeEquivalentTo(1000)))
 			Expect(exec.Capabilities.Add).To(BeEmpty())
 			Expect(exec.Capabilities.Drop).To(ContainElement(corev1.Capability("ALL")))
@@ -137,7 +137,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 			Expect(priv.Reason).To(Equal(v1alpha1.ReasonUIDOrGIDUnknown))
 			pods := podsOf(got)
 			Expect(pods).To(HaveLen(1))
-			Expect(pods[0].Spec.Containers[0].SecurityContext.Capabilities.Add).To(ContainElement(corev1.Capability("SYS_PTRACE")))
+			Expect(pods[0].Spec.InitContainers[0].SecurityContext.Capabilities.Add).To(ContainElement(corev1.Capability("SYS_PTRACE")))
 		})
 	})
 
@@ -148,7 +148,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 			RunAs(uid1000, gid1000).Stdin(in).Output("in", "/pnsflow/outputs/in", nil).Obj())
 		got := terminal(sr, runTimeout)
 		Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
-		Expect(outputs(got)).To(HaveKeyWithValue("in", in))
+		Expect(outputs(got)).To(HaveKeyWithValue("in", strings.TrimSuffix(in, "\n")), "one trailing newline trimmed")
 		Expect(result(got)).To(ContainSubstring("read 2 lines"))
 	})
 
@@ -199,13 +199,13 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 			"env":        "bar",
 			"envfrom":    "blue",
 			"configmap":  "hi from a ConfigMap",
-			"emptydir":   "scratch-ok\n",
-			"memory":     "50331648\n", // 48Mi
-			"cpu":        "50000\n",    // 500m of the default 100ms CFS period
+			"emptydir":   "scratch-ok",
+			"memory":     "50331648", // 48Mi
+			"cpu":        "50000",    // 500m of the default 100ms CFS period
 			"ids":        "1000:3000",
-			"rootfs":     "read-only\n",
-			"capbnd":     "0000000000000000\n",
-			"nonewprivs": "1\n",
+			"rootfs":     "read-only",
+			"capbnd":     "0000000000000000",
+			"nonewprivs": "1",
 		}))
 	})
 
@@ -241,7 +241,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 			inPhase(sr, v1alpha1.StepRunRunning, runTimeout)
 			Expect(k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: podspec.PodName(sr.Name)}})).To(Succeed())
 			// kubelet stops both containers (30 s grace at most), the executor gives up after
-			// its own 15 s grace; the run must then say the Pod was deleted.
+			// SIGTERM once it sees the Pod being deleted; the run must then say the Pod was deleted.
 			got := terminal(sr, 90*time.Second)
 			Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunError), describeStatus(got))
 			Expect(got.Status.Reason).To(Equal(v1alpha1.ReasonPodDeleted), describeStatus(got))

@@ -275,9 +275,9 @@ func dumpNamespace(ns string) {
 	if err := k8s.List(context.Background(), pods, client.InNamespace(ns)); err == nil {
 		for _, p := range pods.Items {
 			var cs []string
-			for _, c := range p.Status.ContainerStatuses {
-				cs = append(cs, fmt.Sprintf("%s{running=%v waiting=%v terminated=%v}", c.Name,
-					c.State.Running != nil, c.State.Waiting, c.State.Terminated))
+			for _, c := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+				cs = append(cs, fmt.Sprintf("%s{running=%v waiting=%v terminated=%v restarts=%d}", c.Name,
+					c.State.Running != nil, c.State.Waiting, c.State.Terminated, c.RestartCount))
 			}
 			GinkgoWriter.Printf("pod %s phase=%s reason=%s deleting=%v containers=%s\n", p.Name,
 				p.Status.Phase, p.Status.Reason, p.DeletionTimestamp != nil, strings.Join(cs, " "))
