@@ -41,7 +41,9 @@ vet: ## Run go vet (including the e2e-tagged code).
 	go vet -tags e2e ./test/...
 
 .PHONY: verify-generated
-verify-generated: manifests generate ## Fail when generated files differ from what is committed.
+verify-generated: manifests generate ## Fail when generated files differ from what is committed, or go.mod is not tidy.
+	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; }
+	@cd hack/kind/runc-wrapper && go mod tidy -diff || { echo "hack/kind/runc-wrapper: run 'go mod tidy' there and commit"; exit 1; }
 	@git diff --exit-code -- api config || { echo "generated files drifted: run 'make manifests generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- api config)" || { git status --porcelain -- api config; echo "untracked generated files: commit them"; exit 1; }
 
