@@ -24,11 +24,15 @@ SRC="${ROOT}/hack/images"
 
 inputs_of() { sha256sum "$@" | awk '{print $1}' | sha256sum | cut -c1-16; }
 
+# INPUTS_LABEL stamps each image with the inputs it was built from, so a tag moved by another
+# build (another checkout of the project, say) is seen as stale rather than reused.
+INPUTS_LABEL=dev.pnsflow.inputs
+
 # current NAME REF INPUTS: the image exists in Docker and was built from these inputs.
 current() {
   local name="$1" ref="$2" inputs="$3"
   [ "$(cat "${IMAGES_DIR}/${name}.inputs" 2>/dev/null)" = "$inputs" ] &&
-    docker image inspect "$ref" >/dev/null 2>&1
+    [ "$(docker image inspect -f "{{index .Config.Labels \"${INPUTS_LABEL}\"}}" "$ref" 2>/dev/null)" = "$inputs" ]
 }
 
 # finish NAME INPUTS REF...: save the image as a tarball and stamp its inputs.
@@ -58,7 +62,7 @@ build_go_image() {
   go_binary "$name"
   inputs="$(inputs_of "${IMAGES_DIR}/${name}/${name}" "${SRC}/${name}.Dockerfile")"
   if current "$name" "$ref" "$inputs"; then log "${ref}: current"; return 0; fi
-  run docker build -q -f "${SRC}/${name}.Dockerfile" -t "$ref" "${IMAGES_DIR}/${name}" >/dev/null
+  run docker build -q -f "${SRC}/${name}.Dockerfile" --label "${INPUTS_LABEL}=${inputs}" -t "$ref" "${IMAGES_DIR}/${name}" >/dev/null
   finish "$name" "$inputs" "$ref"
 }
 
@@ -90,7 +94,7 @@ build_busybox() {
     'nobody:x:65534:65534:nobody:/home:/bin/false' >"${ctx}/rootfs/etc/passwd"
   printf '%s\n' 'root:x:0:' 'daemon:x:1:' 'nogroup:x:65534:' >"${ctx}/rootfs/etc/group"
   cp "${SRC}/busybox.Dockerfile" "${ctx}/Dockerfile"
-  run docker build -q -t "${BUSYBOX_IMG}" "$ctx" >/dev/null
+  run docker build -q --label "${INPUTS_LABEL}=${inputs}" -t "${BUSYBOX_IMG}" "$ctx" >/dev/null
   run docker tag "${BUSYBOX_IMG}" "${SAMPLE_BUSYBOX_IMG}"
   finish busybox "$inputs" "${BUSYBOX_IMG}" "${SAMPLE_BUSYBOX_IMG}"
 }
@@ -102,7 +106,7 @@ build_entrypoint() {
   rm -rf "$ctx"
   mkdir -p "$ctx"
   cp "${SRC}/entrypoint.sh" "$ctx/"
-  run docker build -q -f "${SRC}/entrypoint.Dockerfile" --build-arg "BASE=${BUSYBOX_IMG}" -t "${ENTRYPOINT_IMG}" "$ctx" >/dev/null
+  run docker build -q -f "${SRC}/entrypoint.Dockerfile" --build-arg "BASE=${BUSYBOX_IMG}" --label "${INPUTS_LABEL}=${inputs}" -t "${ENTRYPOINT_IMG}" "$ctx" >/dev/null
   finish entrypoint "$inputs" "${ENTRYPOINT_IMG}"
 }
 
