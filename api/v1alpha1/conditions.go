@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "fmt"
+
 // Condition types on a StepRun.
 const (
 	// ConditionSucceeded mirrors the phase: Unknown while Pending/Running, True when Succeeded,
@@ -63,3 +65,17 @@ const (
 	ReasonMainRunsAsRoot   = "MainRunsAsRoot"
 	ReasonExitCodeMismatch = "ExitCodeMismatch"
 )
+
+// mainStartFailures are the terminated reasons the kubelet gives a container the runtime could
+// not start at all (runc failing to create it, for instance).
+var mainStartFailures = map[string]bool{"StartError": true, "ContainerCannotRun": true}
+
+// MainStartFailure says whether main's terminated reason means the runtime never started it,
+// and if so the status message for Error/MainStartFailed. The executor and the controller both
+// end such runs; one definition keeps them agreeing.
+func MainStartFailure(reason, message string) (string, bool) {
+	if !mainStartFailures[reason] {
+		return "", false
+	}
+	return fmt.Sprintf("the container runtime could not start main (%s): %s", reason, message), true
+}

@@ -56,14 +56,8 @@ type MainState struct {
 // MainStateOf reads main's state from a Pod.
 func MainStateOf(pod *corev1.Pod) MainState {
 	var st MainState
-	// The executor is a native sidecar (an init container); Pods made before it was one list it
-	// with the containers.
-	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
-		for i := range list {
-			if list[i].Name == executorconfig.ExecutorContainer {
-				st.ExecutorRestarts = max(st.ExecutorRestarts, list[i].RestartCount)
-			}
-		}
+	if ex := executorconfig.ExecutorStatus(pod); ex != nil {
+		st.ExecutorRestarts = ex.RestartCount
 	}
 	for i := range pod.Status.ContainerStatuses {
 		cs := &pod.Status.ContainerStatuses[i]

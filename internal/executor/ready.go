@@ -26,6 +26,12 @@ type ReadySignal struct {
 func (r *ReadySignal) Connected() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.connectedLocked()
+}
+
+// connectedLocked makes the channel on first use (a ReadySignal is a plain struct literal); r.mu
+// is held.
+func (r *ReadySignal) connectedLocked() chan struct{} {
 	if r.connected == nil {
 		r.connected = make(chan struct{})
 	}
@@ -45,10 +51,7 @@ func (r *ReadySignal) Signal() error {
 		return fmt.Errorf("listening on %s: %w", r.Addr, err)
 	}
 	r.ln = ln
-	if r.connected == nil {
-		r.connected = make(chan struct{})
-	}
-	connected := r.connected
+	connected := r.connectedLocked()
 	go func() {
 		for {
 			c, err := ln.Accept()

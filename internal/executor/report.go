@@ -42,9 +42,6 @@ type Outcome struct {
 	MainNeverStarted bool
 }
 
-// startFailures are main's terminated reasons when the runtime could not start it at all.
-var startFailures = map[string]bool{"StartError": true, "ContainerCannotRun": true}
-
 // Decide maps main's termination, the collected outputs and the log's tail to the terminal
 // outcome. measured is main's run time as the executor measured it (finer than the kubelet's
 // one-second timestamps), zero when it did not. The exit code is always recorded.
@@ -68,11 +65,12 @@ func Decide(t Termination, c Collected, result *string, measured time.Duration) 
 	if measured > 0 && (o.Duration < 0 || (measured-o.Duration).Abs() <= 2*time.Second) {
 		o.Duration = measured
 	}
+	startFailure, neverStarted := v1alpha1.MainStartFailure(t.Reason, t.Message)
 	switch {
-	case startFailures[t.Reason]:
+	case neverStarted:
 		o.Phase, o.Reason, o.MainNeverStarted = v1alpha1.StepRunError, v1alpha1.ReasonMainStartFailed, true
 		o.StartedAt, o.FinishedAt, o.Duration = time.Time{}, time.Time{}, -1
-		o.Message = fmt.Sprintf("the container runtime could not start main (%s): %s", t.Reason, t.Message)
+		o.Message = startFailure
 	case killedByDeadline(t):
 		o.Phase, o.Reason = v1alpha1.StepRunFailed, v1alpha1.ReasonDeadlineExceeded
 		o.Message = fmt.Sprintf("main ran past the Pod's activeDeadlineSeconds and was stopped (exit code %d)", code)

@@ -5,6 +5,8 @@ package executorconfig
 import (
 	"encoding/json"
 	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 const (
@@ -95,4 +97,18 @@ func Decode(s string) (Config, error) {
 		return Config{}, fmt.Errorf("executor config needs stepRun, namespace and pod, got %q", s)
 	}
 	return c, nil
+}
+
+// ExecutorStatus is the executor's container status in pod, nil when the kubelet has not
+// reported it: a native sidecar is listed with the init containers; Pods made by an older
+// manager list it with the containers.
+func ExecutorStatus(pod *corev1.Pod) *corev1.ContainerStatus {
+	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+		for i := range list {
+			if list[i].Name == ExecutorContainer {
+				return &list[i]
+			}
+		}
+	}
+	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
 // benchN is how many StepRuns and how many bare Pods `make bench-e2e` runs (issue 3 §4).
@@ -108,21 +109,9 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-// containerStatus finds a container's status by name among the init containers' (the executor
-// as a native sidecar) and the regular ones'.
-func containerStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {
-	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
-		for i := range list {
-			if list[i].Name == name {
-				return &list[i]
-			}
-		}
-	}
-	return nil
-}
-
-func containerID(pod *corev1.Pod, name string) string {
-	if cs := containerStatus(pod, name); cs != nil {
+// executorContainerID is the runtime's ID of the executor's container, "" before it has one.
+func executorContainerID(pod *corev1.Pod) string {
+	if cs := executorconfig.ExecutorStatus(pod); cs != nil {
 		_, id, _ := strings.Cut(cs.ContainerID, "://")
 		return id
 	}
@@ -162,11 +151,11 @@ func runTogether(ns, prefix string, n int) (took []time.Duration, ids []string) 
 		pod := &corev1.Pod{}
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: sr.Status.PodName}, pod)).To(Succeed())
-			cs := containerStatus(pod, "pns-executor")
+			cs := executorconfig.ExecutorStatus(pod)
 			g.Expect(cs).NotTo(BeNil(), "no status of the executor")
 			g.Expect(cs.State.Terminated).NotTo(BeNil(), "the executor has not terminated yet")
 		}).WithTimeout(2 * time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
-		ids = append(ids, containerID(pod, "pns-executor"))
+		ids = append(ids, executorContainerID(pod))
 	}
 	return took, ids
 }
@@ -232,7 +221,7 @@ var _ = Describe("bench-e2e: the executor's cost on a real node (issue 3 §4)", 
 			// kubelet's finishedAt has one-second resolution (RFC 3339 seconds): this lag is
 			// over-stated by up to 1 s (0.5 s on average); the uptime runs below are exact.
 			exitToReport = append(exitToReport, seen.Sub(mainFinishedAt(pod)))
-			executorIDs = append(executorIDs, containerID(pod, "pns-executor"))
+			executorIDs = append(executorIDs, executorContainerID(pod))
 
 			bare := &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%02d", i), Namespace: ns},

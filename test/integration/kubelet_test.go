@@ -5,6 +5,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
@@ -53,4 +54,17 @@ func podsOf(sr *v1alpha1.StepRun) []corev1.Pod {
 	ExpectWithOffset(1, k8s.List(ctx, pods, inNamespace(sr.Namespace),
 		matchingLabels(map[string]string{v1alpha1.LabelStepRun: podspec.LabelValue(sr.Name)}))).To(Succeed())
 	return pods.Items
+}
+
+// createMuteAndBoundAccounts makes two ServiceAccounts in ns for a chosen serviceAccountName:
+// "mute", which may not report, and "bound", bound to the pnsflow-executor ClusterRole.
+func createMuteAndBoundAccounts(ns string) {
+	for _, name := range []string{"mute", "bound"} {
+		ExpectWithOffset(1, k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})).To(Succeed())
+	}
+	ExpectWithOffset(1, k8s.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bound-executor", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "pnsflow-executor"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "bound", Namespace: ns}},
+	})).To(Succeed())
 }

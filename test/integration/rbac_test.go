@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -17,10 +16,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/executor"
@@ -128,14 +125,7 @@ var _ = Describe("The manager under the RBAC it ships", Ordered, func() {
 
 	It("checks a chosen serviceAccountName, whose executor then reports as that account", func() {
 		ns := newNamespace(nil)
-		for _, name := range []string{"mute", "bound"} {
-			Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})).To(Succeed())
-		}
-		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "bound-executor", Namespace: ns},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "pnsflow-executor"},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "bound", Namespace: ns}},
-		})).To(Succeed())
+		createMuteAndBoundAccounts(ns)
 		boundCfg := executorAs(ns, "bound")
 
 		mute := create(MakeStepRun("mute", ns).ServiceAccount("mute").Obj())
@@ -239,24 +229,13 @@ func useHardenedControlPlane() *envtest.Environment {
 // startManagerAs runs the manager with c, electing a leader as deployed, and returns once it
 // leads. The returned func stops it and waits until it has; calling it again does nothing.
 func startManagerAs(c *rest.Config) func() {
-	mgr, err := manager.New(c, manager.Options{
+	mgr, stop := runManager(c, manager.Options{
 		MetricsAddr: "0", ProbeAddr: "0", StepRunWorkers: 4,
 		LeaderElect: true, LeaderElectionNamespace: managerNamespace,
 		Pod: podConfig, Policy: testPolicy, SkipNameValidation: true,
 	})
-	Expect(err).NotTo(HaveOccurred())
-	mctx, cancel := context.WithCancel(ctrl.LoggerInto(ctx, logf.Log))
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(mctx)).To(Succeed())
-	}()
 	Eventually(mgr.Elected()).Should(BeClosed())
-	return sync.OnceFunc(func() {
-		cancel()
-		<-done
-	})
+	return stop
 }
 
 // allowed asks the API server whether user may do what attrs say.

@@ -119,14 +119,7 @@ var _ = Describe("StepRun controller", func() {
 	})
 
 	It("refuses a service account that may not report, and accepts one bound to pnsflow-executor", func() {
-		for _, name := range []string{"mute", "bound"} {
-			Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})).To(Succeed())
-		}
-		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "bound-executor", Namespace: ns},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "pnsflow-executor"},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "bound", Namespace: ns}},
-		})).To(Succeed())
+		createMuteAndBoundAccounts(ns)
 
 		mute := create(MakeStepRun("mute", ns).ServiceAccount("mute").Obj())
 		Eventually(statusOf(mute)).Should(And(ended(v1alpha1.StepRunError, v1alpha1.ReasonServiceAccountForbidden),

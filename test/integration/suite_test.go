@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,11 +100,18 @@ var _ = AfterSuite(func() {
 // startManager runs the manager exactly as cmd/manager builds it and returns a func that stops
 // it and waits until it has.
 func startManager() context.CancelFunc {
-	mgr, err := manager.New(cfg, manager.Options{
+	_, stop := runManager(cfg, manager.Options{
 		MetricsAddr: "0", ProbeAddr: "0", QPS: 500, Burst: 1000, StepRunWorkers: 4,
 		Pod: podConfig, Policy: testPolicy, SkipNameValidation: true,
 	})
-	Expect(err).NotTo(HaveOccurred())
+	return stop
+}
+
+// runManager builds the manager with c and o, starts it, and returns it with a func that stops
+// it and waits until it has; calling that func again does nothing.
+func runManager(c *rest.Config, o manager.Options) (ctrl.Manager, func()) {
+	mgr, err := manager.New(c, o)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	mctx, cancel := context.WithCancel(ctrl.LoggerInto(ctx, logf.Log))
 	done := make(chan struct{})
 	go func() {
@@ -111,10 +119,10 @@ func startManager() context.CancelFunc {
 		defer close(done)
 		Expect(mgr.Start(mctx)).To(Succeed())
 	}()
-	return func() {
+	return mgr, sync.OnceFunc(func() {
 		cancel()
 		<-done
-	}
+	})
 }
 
 // newNamespace makes a fresh namespace for one test.

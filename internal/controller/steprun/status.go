@@ -63,7 +63,7 @@ func Decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 		if o.MainNeverStarted {
 			o.StartedAt, o.FinishedAt, o.ExitCode = nil, nil, nil
 		}
-		if ex := executorStatus(pod); ex != nil {
+		if ex := executorconfig.ExecutorStatus(pod); ex != nil {
 			o.ExecutorRestarts = ex.RestartCount
 		}
 	}
@@ -72,7 +72,7 @@ func Decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 
 func decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Outcome, time.Duration) {
 	main := containerStatus(pod, executorconfig.MainContainer)
-	executor := executorStatus(pod)
+	executor := executorconfig.ExecutorStatus(pod)
 	mainDone := terminated(main)
 	executorDone := terminated(executor)
 	podDone := pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded
@@ -101,12 +101,11 @@ func decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 		// main has ended and the executor is gone without a terminal report: kubelet does not
 		// restart a sidecar once main has ended. main's exit code still comes from kubelet.
 		t := main.State.Terminated
-		switch {
-		case t.Reason == "OOMKilled":
+		if t.Reason == "OOMKilled" {
 			return withMain(errorOutcome(v1alpha1.ReasonOOMKilled, "main was killed for exceeding its memory limit"), main), 0
-		case mainStartFailures[t.Reason]:
-			return errorOutcome(v1alpha1.ReasonMainStartFailed,
-				fmt.Sprintf("the container runtime could not start main (%s): %s", t.Reason, t.Message)), 0
+		}
+		if msg, ok := v1alpha1.MainStartFailure(t.Reason, t.Message); ok {
+			return errorOutcome(v1alpha1.ReasonMainStartFailed, msg), 0
 		}
 		return withMain(errorOutcome(v1alpha1.ReasonExecutorLost,
 			fmt.Sprintf("the executor ended (%s) without reporting a result", describeExecutor(executor))), main), 0
@@ -143,9 +142,6 @@ func decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 	return nil, next
 }
 
-// mainStartFailures are main's terminated reasons when the runtime could not start it at all.
-var mainStartFailures = map[string]bool{"StartError": true, "ContainerCannotRun": true}
-
 // mainStarted reports whether kubelet has ever seen main run.
 func mainStarted(main *corev1.ContainerStatus) bool {
 	if main == nil {
@@ -155,7 +151,11 @@ func mainStarted(main *corev1.ContainerStatus) bool {
 		return true
 	}
 	t := main.State.Terminated
-	return t != nil && !mainStartFailures[t.Reason]
+	if t == nil {
+		return false
+	}
+	_, neverStarted := v1alpha1.MainStartFailure(t.Reason, t.Message)
+	return !neverStarted
 }
 
 // mainNeverStarted reports whether main certainly never ran: kubelet never saw it run and the
@@ -262,17 +262,6 @@ func allStatuses(pod *corev1.Pod) []*corev1.ContainerStatus {
 		out = append(out, &pod.Status.ContainerStatuses[i])
 	}
 	return out
-}
-
-// executorStatus is the executor's status: a native sidecar, so among the init containers; Pods
-// made by an older manager list it with the containers.
-func executorStatus(pod *corev1.Pod) *corev1.ContainerStatus {
-	for i := range pod.Status.InitContainerStatuses {
-		if pod.Status.InitContainerStatuses[i].Name == executorconfig.ExecutorContainer {
-			return &pod.Status.InitContainerStatuses[i]
-		}
-	}
-	return containerStatus(pod, executorconfig.ExecutorContainer)
 }
 
 func containerStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {

@@ -211,7 +211,7 @@ func (in *input) evalStep(ev *evaluation, sp *StepPlan, readiness dag.Readiness,
 		case ph == v1alpha1.StepRunSucceeded:
 			se.counts.Succeeded++
 		default:
-			v := in.decideRetry(sp, atts, now)
+			v, lastAttempt := in.decideRetry(sp, atts, now)
 			switch {
 			case v.Retry && v.After == 0:
 				se.counts.Pending++
@@ -224,7 +224,7 @@ func (in *input) evalStep(ev *evaluation, sp *StepPlan, readiness dag.Readiness,
 					ev.retryIn = v.After
 				}
 			default:
-				se.failAttempt(last, in.explain(sp, v, last))
+				se.failAttempt(last, explain(sp, v, lastAttempt))
 			}
 		}
 	}
@@ -310,8 +310,9 @@ func stop(se *stepEval, why string) {
 
 // decideRetry applies the step's retries and the run's infrastructure retries to an item whose
 // latest attempt failed. The item's ended attempts are counted again from their StepRuns each
-// time: they are the only record of which failures were the infrastructure's.
-func (in *input) decideRetry(sp *StepPlan, atts []attempt, now time.Time) retry.Verdict {
+// time: they are the only record of which failures were the infrastructure's. It also returns
+// the latest attempt as the decision saw it.
+func (in *input) decideRetry(sp *StepPlan, atts []attempt, now time.Time) (retry.Verdict, retry.Attempt) {
 	var h retry.History
 	for i := range atts {
 		if atts[i].terminal() {
@@ -319,13 +320,13 @@ func (in *input) decideRetry(sp *StepPlan, atts []attempt, now time.Time) retry.
 		}
 	}
 	last := in.attemptOf(&atts[len(atts)-1], now)
-	return retry.DecideItem(sp.Spec.Retries, retry.InfrastructureRetries(in.run.Spec.InfrastructureRetries), h, last, in.clock)
+	return retry.DecideItem(sp.Spec.Retries, retry.InfrastructureRetries(in.run.Spec.InfrastructureRetries), h, last, in.clock), last
 }
 
 // explain is what a failed item's message adds after the StepRun's own words: why it was not
 // retried, when the step has retries or the run's infrastructure retries were in play.
-func (in *input) explain(sp *StepPlan, v retry.Verdict, last *attempt) string {
-	if sp.Spec.Retries == nil && !in.attemptOf(last, in.clock.Now()).NeverStarted {
+func explain(sp *StepPlan, v retry.Verdict, last retry.Attempt) string {
+	if sp.Spec.Retries == nil && !last.NeverStarted {
 		return ""
 	}
 	return v.Why
