@@ -7,9 +7,10 @@ const (
 	// ConditionSucceeded mirrors the phase: Unknown while Pending/Running, True when Succeeded,
 	// False when Failed or Error (its reason then says why).
 	ConditionSucceeded = "Succeeded"
-	// ConditionExecutorPrivileged is True when main's UID or GID was unknown, or main runs as
-	// root, so the executor had to run as root with SYS_PTRACE; False when it runs as main's
-	// non-root UID/GID with no privilege.
+	// ConditionExecutorPrivileged is True when the executor runs as root: main's UID or GID was
+	// unknown (it then takes main's IDs once it finds main), main runs as root, main is
+	// privileged, or spec.executor.ptrace asked for SYS_PTRACE. Its reason says which. False when
+	// it runs as main's non-root UID/GID with no capability.
 	ConditionExecutorPrivileged = "ExecutorPrivileged"
 	// ConditionExitCodeMismatch is set True when the executor's reported exit code differs from
 	// the kubelet's containerStatuses for main.
@@ -60,9 +61,13 @@ const (
 
 	ReasonUIDAndGIDKnown  = "UIDAndGIDKnown"
 	ReasonUIDOrGIDUnknown = "UIDOrGIDUnknown"
-	// ReasonMainRunsAsRoot: main runs as UID 0 with root's default capabilities, which an
-	// executor without privilege may not inspect.
-	ReasonMainRunsAsRoot   = "MainRunsAsRoot"
+	// ReasonMainRunsAsRoot: main runs as UID 0, so the executor runs as root with main's
+	// capabilities.
+	ReasonMainRunsAsRoot = "MainRunsAsRoot"
+	// ReasonMainPrivileged: main is a privileged container, so the executor is one too.
+	ReasonMainPrivileged = "MainPrivileged"
+	// ReasonPtraceRequested: spec.executor.ptrace gave the executor SYS_PTRACE.
+	ReasonPtraceRequested  = "PtraceRequested"
 	ReasonExitCodeMismatch = "ExitCodeMismatch"
 )
 

@@ -139,6 +139,20 @@ type StepRunSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
+	// executor tunes the pns-executor sidecar.
+	// +optional
+	Executor *ExecutorOptions `json:"executor,omitempty"`
+}
+
+// ExecutorOptions tunes the pns-executor sidecar of one run.
+type ExecutorOptions struct {
+	// ptrace, when true, runs the executor as root with the runtime's default capabilities plus
+	// SYS_PTRACE, so it can inspect a main that holds capabilities the executor otherwise would
+	// not (an entrypoint with file capabilities or the setuid bit). Pod Security "baseline"
+	// refuses such Pods. Without it the executor never holds a capability main lacks, beyond
+	// SETUID and SETGID when it must take main's UID and GID (see docs/architecture.md).
+	// +optional
+	Ptrace bool `json:"ptrace,omitempty"`
 }
 
 // Inputs are named values a run was started with.
@@ -176,6 +190,14 @@ type Outputs struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +optional
 	Artifacts []OutputArtifact `json:"artifacts,omitempty"`
+	// keepImageTmp keeps the image's own /tmp in main. By default, when an output's path lies
+	// under /tmp and main mounts nothing at /tmp, main's /tmp is an emptyDir the executor also
+	// mounts, so outputs there are collected even when main exits before the executor holds its
+	// root; the image's own /tmp content is then hidden from main, and that /tmp has mode 0777
+	// without the sticky bit. With keepImageTmp, such outputs are read through main's root
+	// filesystem like any other image path (and may end Error/OutputsLost).
+	// +optional
+	KeepImageTmp bool `json:"keepImageTmp,omitempty"`
 }
 
 // OutputParameter is a value read from a file in main's filesystem after main exits.
@@ -331,6 +353,7 @@ type ArtifactStatus struct {
 // +kubebuilder:printcolumn:name="Duration",type=string,JSONPath=`.status.duration`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 249",message="a StepRun name is at most 249 characters, so that its Pod's name (the StepRun's name plus \"-pod\") is at most 253"
 type StepRun struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

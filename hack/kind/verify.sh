@@ -16,6 +16,16 @@ use_docker_client
 KUBECTL_BIN="$(kubectl_bin)"
 k() { "${KUBECTL_BIN}" --context "kind-${KIND_CLUSTER_NAME}" "$@"; }
 
+# A node container that Docker has just (re)started, as when dockerd comes up again with a cluster
+# kept from an earlier run, serves requests before its authorizer has loaded the RBAC objects:
+# for a few seconds even kubernetes-admin is Forbidden. Wait until the API server is ready and
+# authorizes us before asking it anything else.
+log "waiting for the API server to be ready and to authorize kubernetes-admin"
+deadline=$((SECONDS + 180))
+until k get --raw=/readyz >/dev/null 2>&1 && k get nodes -o name >/dev/null 2>&1; do
+  [ "$SECONDS" -lt "$deadline" ] || { k get --raw='/readyz?verbose' >&2 || true; die "the API server was not ready within 180s"; }
+  sleep 2
+done
 run k wait node --all --for=condition=Ready --timeout=180s
 run k -n kube-system rollout status daemonset/kube-proxy --timeout=180s
 

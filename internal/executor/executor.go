@@ -84,6 +84,10 @@ type Executor struct {
 	// Ready is called once the first look at /proc is done: from then on main cannot start
 	// unseen by the finder, so the startup probe may pass. Its error ends Run.
 	Ready func() error
+	// AdoptMainIDs, when set, makes the executor take main's UID, GID and groups once main is
+	// found, before its root is opened (an executor started as root because main's IDs were not
+	// known).
+	AdoptMainIDs func(pid int) (IDs, error)
 	// Grace is how long Run goes on after ctx ends to learn the exit code and report it.
 	Grace time.Duration
 	// BootTime reads CLOCK_BOOTTIME (MainProcess.Started's clock); nil means the real clock.
@@ -135,6 +139,8 @@ func New(o Options) (*Executor, error) {
 	reporter.Restarts = pod.ExecutorRestarts
 	finder := NewProcFinder(o.ProcRoot, c.UID)
 	finder.Parent = o.MainParent
+	adopt := c.Privilege.AdoptMainIDs && os.Geteuid() == 0
+	finder.AsOwner = adopt
 	ready := &ReadySignal{Addr: o.ReadySocket}
 	// kubelet starts main only after the startup probe connects: look for it from then on.
 	finder.Gate = ready.Connected()
@@ -149,6 +155,15 @@ func New(o Options) (*Executor, error) {
 		Ready:     ready.Signal,
 		Grace:     o.Grace,
 		Log:       o.Log,
+	}
+	if adopt {
+		e.AdoptMainIDs = func(pid int) (IDs, error) {
+			ids, err := ReadIDs(o.ProcRoot, pid)
+			if err != nil {
+				return IDs{}, err
+			}
+			return ids, AdoptIDs(ids)
+		}
 	}
 	if c.Stdin {
 		attacher := &PodAttacher{cfg: o.REST, client: core, namespace: c.Namespace, pod: c.Pod}
@@ -279,6 +294,13 @@ func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
 			log.Info("Main terminated before it was caught; relying on the Pod's status")
 		}
 		return nil, nil
+	}
+	if e.AdoptMainIDs != nil {
+		if ids, err := e.AdoptMainIDs(pid); err != nil {
+			log.Error(err, "Could not take main's IDs; its root filesystem may be out of reach", "pid", pid)
+		} else {
+			log.Info("Took main's IDs", "uid", ids.UID, "gid", ids.GID, "groups", ids.Groups)
+		}
 	}
 	proc, err := e.Securer.Secure(pid)
 	if err != nil {

@@ -78,6 +78,11 @@ type ProcFinder struct {
 	Gate        <-chan struct{}
 	GateTimeout time.Duration
 
+	// AsOwner: when a process's environ is refused, read it again with that process's own
+	// filesystem UID and GID (see withFSIDs). A root executor without CAP_SYS_PTRACE needs it to
+	// recognise a non-root main.
+	AsOwner bool
+
 	// noThreadPidfds makes Find poll fast where it would wait on threads (kernels before 6.9).
 	noThreadPidfds bool
 	// trace, when set, is told Find's mode after its first look and whenever it changes.
@@ -195,7 +200,7 @@ func (f *ProcFinder) waitGate(ctx context.Context) error {
 
 // Scan looks once and reports main's pid if it is there.
 func (f *ProcFinder) Scan() (pid int, found bool, err error) {
-	s := newScanner(f.ProcRoot, f.Marker, f.Self, f.Parent)
+	s := f.scanner()
 	defer s.close()
 	return s.scan(time.Now())
 }
@@ -219,9 +224,15 @@ type watch struct {
 	buf          []byte
 }
 
+func (f *ProcFinder) scanner() *scanner {
+	s := newScanner(f.ProcRoot, f.Marker, f.Self, f.Parent)
+	s.asOwner = f.AsOwner
+	return s
+}
+
 func (f *ProcFinder) newWatch() *watch {
 	w := &watch{
-		s:            newScanner(f.ProcRoot, f.Marker, f.Self, f.Parent),
+		s:            f.scanner(),
 		fastInterval: orDefault(f.FastInterval, DefaultFastInterval),
 		fastFor:      orDefault(f.FastFor, DefaultFastFor),
 		idleInterval: orDefault(f.IdleInterval, DefaultIdleInterval),

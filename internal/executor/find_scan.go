@@ -31,6 +31,8 @@ type scanner struct {
 	children []int
 	gen      uint64
 	scanned  bool
+	// asOwner: see ProcFinder.AsOwner.
+	asOwner bool
 }
 
 // proc is what a scanner remembers of a process. Its parent and start time are read once: a
@@ -170,7 +172,30 @@ func (s *scanner) isMarked(pid int) bool {
 // isMarkedAt is isMarked with the environ file's path.
 func (s *scanner) isMarkedAt(environ string) bool {
 	env, err := s.readFile(environ)
+	if s.asOwner && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
+		env, err = s.readAsOwner(environ)
+	}
 	return err == nil && hasEnvEntry(env, s.marker)
+}
+
+// readAsOwner reads a process's environ with its owner's filesystem IDs. pid 1 is skipped: in a
+// Pod it is the pause process, never main, and it would cost a thread switch every look.
+func (s *scanner) readAsOwner(environ string) ([]byte, error) {
+	dir := filepath.Dir(environ)
+	pid, err := strconv.Atoi(filepath.Base(dir))
+	if err != nil || pid == 1 {
+		return nil, unix.EACCES
+	}
+	ids, err := ReadIDs(filepath.Dir(dir), pid)
+	if err != nil {
+		return nil, err
+	}
+	var env []byte
+	var readErr error
+	if err := withFSIDs(ids.UID, ids.GID, func() { env, readErr = s.readFile(environ) }); err != nil {
+		return nil, err
+	}
+	return env, readErr
 }
 
 // readFile reads a small proc file into the scanner's buffer, growing it as needed. The result

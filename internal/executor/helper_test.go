@@ -23,10 +23,18 @@ import (
 // helperBin is testdata/helper, built static in TestMain so it runs chrooted with no libraries.
 var helperBin string
 
+// helperBinEnv hands helperBin to a test binary run again by a test.
+const helperBinEnv = "PNSFLOW_TEST_HELPER_BIN"
+
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
 		if os.Geteuid() != 0 {
 			fmt.Fprintln(os.Stderr, "NOT ROOT: the real-process tests (find, secure, wait, collect through main's root) WILL BE SKIPPED")
+			return m.Run()
+		}
+		// A test run again in another process (see asContainerRoot) reuses its parent's helper.
+		if bin := os.Getenv(helperBinEnv); bin != "" {
+			helperBin = bin
 			return m.Run()
 		}
 		dir, err := os.MkdirTemp("", "pns-executor-helper-")
@@ -35,6 +43,11 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
+		// Tests run the helper as non-root users too.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "making helper dir:", err)
+			return 1
+		}
 		helperBin = filepath.Join(dir, "helper")
 		goTool, err := exec.LookPath("go")
 		if err != nil {

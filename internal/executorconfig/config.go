@@ -23,6 +23,8 @@ const (
 	OutputsVolume = "pnsflow-outputs"
 	// OutputsDir is where OutputsVolume is mounted in both containers.
 	OutputsDir = "/pnsflow/outputs"
+	// TmpVolume is the emptyDir mounted at main's /tmp when outputs are written there.
+	TmpVolume = "pnsflow-tmp"
 	// VolumesDir is where the executor mounts each of main's volumes, as VolumesDir/<name>.
 	VolumesDir = "/pnsflow/volumes"
 	// TokenVolume holds the executor's projected service-account token.
@@ -58,11 +60,15 @@ type Config struct {
 	Privilege Privilege `json:"privilege"`
 }
 
-// Privilege says whether the executor runs as root with SYS_PTRACE, and why.
+// Privilege says whether the executor runs as root, and why.
 type Privilege struct {
 	Privileged bool   `json:"privileged"`
 	Reason     string `json:"reason"`
 	Message    string `json:"message"`
+	// AdoptMainIDs: main's UID or GID is unknown until it runs, so the executor, started as
+	// root, looks at main with main's filesystem IDs and then takes main's UID, GID and groups
+	// before it opens main's root.
+	AdoptMainIDs bool `json:"adoptMainIDs,omitempty"`
 }
 
 // Output is one output parameter to collect.

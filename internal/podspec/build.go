@@ -78,6 +78,14 @@ func build(sr *v1alpha1.StepRun, cfg Config) (*corev1.Pod, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
+	if needsTmpVolume(spec) {
+		spec.Volumes = append(spec.Volumes, corev1.Volume{
+			Name:         executorconfig.TmpVolume,
+			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
+		})
+		// Mounted like one of main's own volumes, so the executor mirrors it like them.
+		spec.VolumeMounts = append(spec.VolumeMounts, corev1.VolumeMount{Name: executorconfig.TmpVolume, MountPath: tmpDir})
+	}
 
 	podName := PodName(sr.Name)
 	// With automount, the ServiceAccount admission plugin already mounts kubelet's token into
@@ -288,7 +296,7 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 		Outputs:   outputs,
 		Mounts:    cfgMounts,
 		Stdin:     spec.Stdin != nil,
-		Privilege: privilegeOf(sr),
+		Privilege: ExecutorPrivileged(sr),
 	}.Encode()
 	if err != nil {
 		return corev1.Container{}, err

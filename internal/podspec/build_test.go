@@ -106,8 +106,7 @@ func TestBuildMinimal(t *testing.T) {
 	cfgJSON, err := executorconfig.Config{
 		StepRun: "hello", Namespace: "team-a", UID: "uid-1", Pod: "hello-pod",
 		Mounts: []executorconfig.Mount{{MainPath: "/pnsflow/outputs", ExecutorPath: "/pnsflow/outputs"}},
-		Privilege: executorconfig.Privilege{Privileged: true, Reason: v1alpha1.ReasonUIDOrGIDUnknown,
-			Message: "main's UID and GID are unknown (set runAsUser and runAsGroup); the executor runs as root with SYS_PTRACE"},
+		Privilege: ExecutorPrivileged(stepRun()),
 	}.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +148,6 @@ func TestBuildMinimal(t *testing.T) {
 				},
 				SecurityContext: &corev1.SecurityContext{
 					RunAsUser: new(int64(0)), RunAsNonRoot: new(false), ReadOnlyRootFilesystem: new(true),
-					Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_PTRACE"}},
 				},
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 			}},
@@ -206,63 +204,6 @@ func TestBuildIsPure(t *testing.T) {
 	}
 	if diff := cmp.Diff(mustBuild(t, sr, testCfg), mustBuild(t, sr, testCfg)); diff != "" {
 		t.Errorf("Build is not deterministic:\n%s", diff)
-	}
-}
-
-func TestExecutorSecurityContext(t *testing.T) {
-	u := func(v int64) *int64 { return &v }
-	privileged := &corev1.SecurityContext{
-		RunAsUser: new(int64(0)), RunAsNonRoot: new(false), ReadOnlyRootFilesystem: new(true),
-		Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_PTRACE"}},
-	}
-	unprivileged := func(uid, gid int64) *corev1.SecurityContext {
-		return &corev1.SecurityContext{
-			RunAsUser: new(uid), RunAsGroup: new(gid), RunAsNonRoot: new(true),
-			AllowPrivilegeEscalation: new(false), ReadOnlyRootFilesystem: new(true),
-			Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		}
-	}
-	tests := []struct {
-		name                   string
-		cUID, cGID, pUID, pGID *int64
-		wantPrivileged         bool
-		wantMessage            string // a substring
-		want                   *corev1.SecurityContext
-	}{
-		{"container level", u(1000), u(2000), nil, nil, false, "UID 1000 and GID 2000", unprivileged(1000, 2000)},
-		{"pod level", nil, nil, u(1001), u(2001), false, "UID 1001 and GID 2001", unprivileged(1001, 2001)},
-		{"container wins over pod", u(1000), u(2000), u(3000), u(4000), false, "UID 1000 and GID 2000", unprivileged(1000, 2000)},
-		{"uid on container, gid on pod", u(1000), nil, nil, u(2001), false, "UID 1000 and GID 2001", unprivileged(1000, 2001)},
-		{"gid 0 is fine", u(1000), u(0), nil, nil, false, "GID 0", unprivileged(1000, 0)},
-		{"only uid known", u(1000), nil, nil, nil, true, "GID is unknown", privileged},
-		{"only gid known", nil, u(1000), nil, nil, true, "UID is unknown", privileged},
-		{"unknown", nil, nil, nil, nil, true, "UID and GID are unknown", privileged},
-		{"uid 0", u(0), u(0), nil, nil, true, "UID 0", privileged},
-		{"uid 0 at pod level", nil, u(1000), u(0), nil, true, "UID 0", privileged},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			sr := stepRun(withIDs(tt.cUID, tt.cGID, tt.pUID, tt.pGID))
-			gotPrivileged, _, msg := ExecutorPrivileged(sr)
-			if gotPrivileged != tt.wantPrivileged || !strings.Contains(msg, tt.wantMessage) {
-				t.Errorf("ExecutorPrivileged = %v, %q; want %v, containing %q", gotPrivileged, msg, tt.wantPrivileged, tt.wantMessage)
-			}
-			pod := mustBuild(t, sr, testCfg)
-			if diff := cmp.Diff(tt.want, container(t, pod, executorconfig.ExecutorContainer).SecurityContext); diff != "" {
-				t.Errorf("executor securityContext (-want +got):\n%s", diff)
-			}
-			// main keeps exactly the user's.
-			if diff := cmp.Diff(sr.Spec.SecurityContext, container(t, pod, executorconfig.MainContainer).SecurityContext); diff != "" {
-				t.Errorf("main securityContext (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(sr.Spec.PodSecurityContext, pod.Spec.SecurityContext); diff != "" {
-				t.Errorf("pod securityContext (-want +got):\n%s", diff)
-			}
-		})
-	}
-	if p, _, _ := ExecutorPrivileged(nil); !p {
-		t.Error("ExecutorPrivileged(nil) = false, want true")
 	}
 }
 
@@ -564,9 +505,12 @@ func TestExecutorConfig(t *testing.T) {
 			{Name: "a", Path: "/pnsflow/outputs/a"},
 			{Name: "b", Path: "/tmp/b", Default: new("none")},
 		},
-		Mounts: []executorconfig.Mount{{MainPath: "/pnsflow/outputs", ExecutorPath: "/pnsflow/outputs"}},
-		Privilege: executorconfig.Privilege{Privileged: true, Reason: v1alpha1.ReasonUIDOrGIDUnknown,
-			Message: "main's UID and GID are unknown (set runAsUser and runAsGroup); the executor runs as root with SYS_PTRACE"},
+		Mounts: []executorconfig.Mount{
+			{MainPath: "/pnsflow/outputs", ExecutorPath: "/pnsflow/outputs"},
+			// /tmp/b is collected from an emptyDir the executor mounts too.
+			{MainPath: "/tmp", ExecutorPath: "/pnsflow/volumes/pnsflow-tmp"},
+		},
+		Privilege: ExecutorPrivileged(sr),
 	}
 	if diff := cmp.Diff(want, executorConfig(t, mustBuild(t, sr, testCfg))); diff != "" {
 		t.Errorf("executor config (-want +got):\n%s", diff)
@@ -617,16 +561,12 @@ func TestConfig(t *testing.T) {
 }
 
 func TestNames(t *testing.T) {
-	long := strings.Repeat("a", 250) + ".b-c" // 254 characters, longer than any valid name
-	long253 := strings.Repeat("ab-c.", 50) + "xyz"
+	longest := strings.Repeat("ab-c.", 49) + "xyzw" // 249 characters, the longest StepRun name
 	tests := []struct {
 		name, in, wantPod, wantLabel string // want "" means: only check validity and length
 	}{
 		{"short", "hello", "hello-pod", "hello"},
-		{"fits exactly", strings.Repeat("a", 249), strings.Repeat("a", 249) + "-pod", ""},
-		{"253 characters", long253, "", ""},
-		{"cut after a dot", strings.Repeat("a", 237) + "." + strings.Repeat("b", 15), strings.Repeat("a", 237) + "-" + shortHash(strings.Repeat("a", 237)+"."+strings.Repeat("b", 15)) + "-pod", ""},
-		{"longer than allowed", long, "", ""},
+		{"longest StepRun name", longest, longest + "-pod", ""},
 		{"63-character label", strings.Repeat("x", 63), "", strings.Repeat("x", 63)},
 		{"64-character label", strings.Repeat("x", 64), "", strings.Repeat("x", 52) + "-" + shortHash(strings.Repeat("x", 64))},
 	}
@@ -650,15 +590,19 @@ func TestNames(t *testing.T) {
 			}
 		})
 	}
-	// Long names that share their truncated prefix still get distinct names.
-	a, b := long253[:252]+"1", long253[:252]+"2"
-	if PodName(a) == PodName(b) || LabelValue(a) == LabelValue(b) {
-		t.Errorf("names collide: %q %q", PodName(a), LabelValue(a))
+	// The cap is exactly what keeps the Pod's name a DNS subdomain without a hash.
+	if MaxStepRunNameLength != len(longest) || len(PodName(longest)) != validation.DNS1123SubdomainMaxLength {
+		t.Errorf("MaxStepRunNameLength = %d, PodName of the longest name has %d characters", MaxStepRunNameLength, len(PodName(longest)))
+	}
+	// Long names that share a prefix still get distinct label values.
+	a, b := longest[:248]+"1", longest[:248]+"2"
+	if LabelValue(a) == LabelValue(b) {
+		t.Errorf("label values collide: %q", LabelValue(a))
 	}
 	// Build uses them.
-	sr := stepRun(func(sr *v1alpha1.StepRun) { sr.Name = long253 })
+	sr := stepRun(func(sr *v1alpha1.StepRun) { sr.Name = longest })
 	pod := mustBuild(t, sr, testCfg)
-	if pod.Name != PodName(long253) || pod.Labels[v1alpha1.LabelStepRun] != LabelValue(long253) || executorConfig(t, pod).Pod != pod.Name {
+	if pod.Name != PodName(longest) || pod.Labels[v1alpha1.LabelStepRun] != LabelValue(longest) || executorConfig(t, pod).Pod != pod.Name {
 		t.Errorf("Build used name %q label %q", pod.Name, pod.Labels[v1alpha1.LabelStepRun])
 	}
 }

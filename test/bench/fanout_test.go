@@ -239,8 +239,7 @@ func (b *bench) start() {
 			t.Fatal(err)
 		}
 	}
-	privileged, reason, message := podspec.ExecutorPrivileged(&v1alpha1.StepRun{Spec: template()})
-	b.privilege = executorconfig.Privilege{Privileged: privileged, Reason: reason, Message: message}
+	b.privilege = podspec.ExecutorPrivileged(&v1alpha1.StepRun{Spec: template()})
 }
 
 // envtestAssets returns kube-apiserver and etcd: KUBEBUILDER_ASSETS, else hack/envtest-assets.sh.

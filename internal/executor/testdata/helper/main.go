@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,7 +45,41 @@ func main() {
 	flag.Var(&env, "env", "NAME=value: the environment after the exec")
 	phase2 := flag.Bool("phase2", false, "run after the exec")
 	execAfter := flag.Duration("exec-after", 0, "wait this long, then exec the arguments with -env")
+	uid := flag.Int("uid", -1, "run as this UID (and -gid) after setting up, as runc does before it execs main")
+	gid := flag.Int("gid", -1, "with -uid: the GID")
+	tryRead := flag.String("try-read", "", "unchrooted: read this file, print \"ok\" or the error, and exit")
+	tryPtrace := flag.Int("try-ptrace", 0, "unchrooted: PTRACE_ATTACH to this pid, print \"ok\" or the error, and exit")
+	defaultCaps := flag.Bool("default-caps", false, "keep only the container runtime's default capabilities across the final exec, as runc does")
+	execArgs := flag.Bool("exec", false, "unchrooted: exec the arguments with the inherited environment (with -default-caps: as a root container process)")
 	flag.Parse()
+
+	if *execArgs {
+		args := flag.Args()
+		if len(args) == 0 {
+			must(fmt.Errorf("-exec: nothing to exec"))
+		}
+		if *defaultCaps {
+			dropToDefaultCaps()
+		}
+		must(syscall.Exec(args[0], args, os.Environ()))
+	}
+	if *tryRead != "" {
+		if _, err := os.ReadFile(*tryRead); err != nil {
+			fmt.Println(err)
+		} else {
+			fmt.Println("ok")
+		}
+		return
+	}
+	if *tryPtrace != 0 {
+		if err := syscall.PtraceAttach(*tryPtrace); err != nil {
+			fmt.Println(err)
+		} else {
+			_ = syscall.PtraceDetach(*tryPtrace)
+			fmt.Println("ok")
+		}
+		return
+	}
 
 	if *execAfter > 0 {
 		time.Sleep(*execAfter)
@@ -106,6 +141,15 @@ func main() {
 	if *exitNow {
 		args = append(args, "-exit-now")
 	}
+	if *defaultCaps {
+		dropToDefaultCaps()
+	}
+	if *uid >= 0 {
+		// Files written above belong to root; main may read them like any image file.
+		must(syscall.Setgroups(nil))
+		must(syscall.Setresgid(*gid, *gid, *gid))
+		must(syscall.Setresuid(*uid, *uid, *uid))
+	}
 	must(syscall.Exec("/helper", args, env))
 }
 
@@ -123,6 +167,31 @@ func run(spawn, exitNow bool, code int) {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 	}
 	os.Exit(code)
+}
+
+// runtimeDefaultCaps are containerd's (and Docker's) default capabilities of a container.
+var runtimeDefaultCaps = map[int]bool{
+	0: true, 1: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+	10: true, 13: true, 18: true, 27: true, 29: true, 31: true, // NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP
+}
+
+// dropToDefaultCaps removes every other capability from this thread's bounding set; the exec that
+// follows, from this thread, gives a root program exactly the defaults, and a non-root one none.
+func dropToDefaultCaps() {
+	runtime.LockOSThread() // never unlocked: the exec replaces the process
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		b = []byte("40") // no /proc in a chroot: every capability Linux has had so far
+	}
+	last, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	must(err)
+	for c := 0; c <= last; c++ {
+		if !runtimeDefaultCaps[c] {
+			if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, syscall.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0, 0); errno != 0 && errno != syscall.EINVAL {
+				must(fmt.Errorf("dropping capability %d: %w", c, errno))
+			}
+		}
+	}
 }
 
 func must(err error) {
