@@ -103,12 +103,13 @@ KIND_CLUSTER_NAME  ?= pnsflow
 BUSYBOX_IMG        ?= localhost/pnsflow-busybox:test
 SAMPLE_BUSYBOX_IMG ?= busybox:1.36
 ENTRYPOINT_IMG     ?= localhost/pnsflow-entrypoint:test
-KIND_IMAGES         = $(IMG) $(EXECUTOR_IMG) $(BUSYBOX_IMG) $(SAMPLE_BUSYBOX_IMG) $(ENTRYPOINT_IMG)
+NONROOT_IMG        ?= localhost/pnsflow-nonroot:test
+KIND_IMAGES         = $(IMG) $(EXECUTOR_IMG) $(BUSYBOX_IMG) $(SAMPLE_BUSYBOX_IMG) $(ENTRYPOINT_IMG) $(NONROOT_IMG)
 # The kubectl quickstart uses: $(KUBECTL) when installed, else one built from source into bin/k8s.
 QUICKSTART_KUBECTL  = $(shell command -v $(KUBECTL) 2>/dev/null || hack/envtest-assets.sh kubectl | sed 's|$$|/kubectl|')
 KIND_ENV            = KUBE_VERSION=$(KUBE_VERSION) KIND_CLUSTER_NAME=$(KIND_CLUSTER_NAME) IMG=$(IMG) \
                       EXECUTOR_IMG=$(EXECUTOR_IMG) BUSYBOX_IMG=$(BUSYBOX_IMG) \
-                      SAMPLE_BUSYBOX_IMG=$(SAMPLE_BUSYBOX_IMG) ENTRYPOINT_IMG=$(ENTRYPOINT_IMG)
+                      SAMPLE_BUSYBOX_IMG=$(SAMPLE_BUSYBOX_IMG) ENTRYPOINT_IMG=$(ENTRYPOINT_IMG) NONROOT_IMG=$(NONROOT_IMG)
 
 .PHONY: kind-node-image
 kind-node-image: ## Build (or reuse) the offline kind node image for KUBE_VERSION.
@@ -154,7 +155,7 @@ quickstart: ## kind-up, images, kind-load, deploy, then run the sample StepRun a
 E2E_KUBECTL  ?= $(shell hack/envtest-assets.sh kubectl)/kubectl
 E2E_TIMEOUT  ?= 45m
 E2E_FLAGS    ?=
-E2E_ENV       = E2E_KUBECTL="$(E2E_KUBECTL)" E2E_BUSYBOX_IMG="$(BUSYBOX_IMG)" E2E_ENTRYPOINT_IMG="$(ENTRYPOINT_IMG)"
+E2E_ENV       = E2E_KUBECTL="$(E2E_KUBECTL)" E2E_BUSYBOX_IMG="$(BUSYBOX_IMG)" E2E_ENTRYPOINT_IMG="$(ENTRYPOINT_IMG)" E2E_NONROOT_IMG="$(NONROOT_IMG)"
 
 .PHONY: test-e2e
 test-e2e: ## Run the e2e suite (test/e2e) on the cluster in KUBECONFIG; make quickstart first.

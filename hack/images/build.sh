@@ -7,7 +7,7 @@
 # Offline: the static binaries are built on the host (CGO_ENABLED=0) and packed FROM scratch by
 # hack/images/<name>.Dockerfile. Test images: a busybox from Debian's busybox-static (tagged both
 # $BUSYBOX_IMG and busybox:1.36, the name config/samples uses) and an image whose ENTRYPOINT does
-# the work ($ENTRYPOINT_IMG). Build contexts live in bin/images/<name>/; each image is saved as a
+# the work ($ENTRYPOINT_IMG), and one whose USER is 1000:1000 ($NONROOT_IMG). Build contexts live in bin/images/<name>/; each image is saved as a
 # tarball there too, and a build whose inputs did not change is skipped.
 set -euo pipefail
 SCRIPT_NAME=images
@@ -19,6 +19,7 @@ EXECUTOR_IMG="${EXECUTOR_IMG:-pnsflow/pns-executor:dev}"
 BUSYBOX_IMG="${BUSYBOX_IMG:-localhost/pnsflow-busybox:test}"
 SAMPLE_BUSYBOX_IMG="${SAMPLE_BUSYBOX_IMG:-busybox:1.36}"
 ENTRYPOINT_IMG="${ENTRYPOINT_IMG:-localhost/pnsflow-entrypoint:test}"
+NONROOT_IMG="${NONROOT_IMG:-localhost/pnsflow-nonroot:test}"
 IMAGES_DIR="${BIN_DIR}/images"
 SRC="${ROOT}/hack/images"
 
@@ -93,6 +94,8 @@ build_busybox() {
   printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'daemon:x:1:1:daemon:/usr/sbin:/bin/false' \
     'nobody:x:65534:65534:nobody:/home:/bin/false' >"${ctx}/rootfs/etc/passwd"
   printf '%s\n' 'root:x:0:' 'daemon:x:1:' 'nogroup:x:65534:' >"${ctx}/rootfs/etc/group"
+  # A file baked into the image, for tests that read an output from main's image filesystem.
+  printf 'baked into the image' >"${ctx}/rootfs/etc/pnsflow-baked"
   cp "${SRC}/busybox.Dockerfile" "${ctx}/Dockerfile"
   run docker build -q --label "${INPUTS_LABEL}=${inputs}" -t "${BUSYBOX_IMG}" "$ctx" >/dev/null
   run docker tag "${BUSYBOX_IMG}" "${SAMPLE_BUSYBOX_IMG}"
@@ -110,20 +113,33 @@ build_entrypoint() {
   finish entrypoint "$inputs" "${ENTRYPOINT_IMG}"
 }
 
+# build_nonroot: the busybox image with a numeric non-root USER (1000:1000) and no
+# securityContext needed: main's UID is then known only once it runs.
+build_nonroot() {
+  local ctx="${IMAGES_DIR}/nonroot" inputs
+  inputs="$(inputs_of "${SRC}/nonroot.Dockerfile" "${IMAGES_DIR}/busybox.inputs")-${BUSYBOX_IMG}"
+  if current nonroot "${NONROOT_IMG}" "$inputs"; then log "${NONROOT_IMG}: current"; return 0; fi
+  rm -rf "$ctx"
+  mkdir -p "$ctx"
+  run docker build -q -f "${SRC}/nonroot.Dockerfile" --build-arg "BASE=${BUSYBOX_IMG}" --label "${INPUTS_LABEL}=${inputs}" -t "${NONROOT_IMG}" "$ctx" >/dev/null
+  finish nonroot "$inputs" "${NONROOT_IMG}"
+}
+
 main() {
   "${ROOT}/hack/kind/docker.sh" up
   use_docker_client
   mkdir -p "${IMAGES_DIR}"
   local targets=("$@") t
   [ ${#targets[@]} -gt 0 ] || targets=(all)
-  [ "${targets[*]}" != all ] || targets=(manager pns-executor busybox entrypoint)
+  [ "${targets[*]}" != all ] || targets=(manager pns-executor busybox entrypoint nonroot)
   for t in "${targets[@]}"; do
     case "$t" in
       manager) build_go_image manager "${IMG}" ;;
       pns-executor) build_go_image pns-executor "${EXECUTOR_IMG}" ;;
       busybox) build_busybox ;;
       entrypoint) build_busybox && build_entrypoint ;;
-      *) die "unknown image: $t (manager, pns-executor, busybox, entrypoint, all)" ;;
+      nonroot) build_busybox && build_nonroot ;;
+      *) die "unknown image: $t (manager, pns-executor, busybox, entrypoint, nonroot, all)" ;;
     esac
   done
 }

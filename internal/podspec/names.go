@@ -10,7 +10,7 @@ import (
 
 const (
 	podNameSuffix = "-pod"
-	// hashLen hex characters of sha256 (40 bits) keep truncated names of distinct StepRuns apart.
+	// hashLen hex characters of sha256 (40 bits) keep truncated label values apart.
 	hashLen = 10
 )
 
@@ -20,24 +20,21 @@ func shortHash(s string) string {
 	return hex.EncodeToString(sum[:])[:hashLen]
 }
 
-// PodName is the name of the StepRun's Pod. It is derived from the StepRun's name alone, so a
-// restarted controller finds the Pod it made instead of making a second one. A StepRun name
-// (itself a DNS subdomain) too long for the suffix is truncated and disambiguated by a hash of
-// the full name; the result is always a DNS subdomain of at most 253 characters.
+// MaxStepRunNameLength is the longest StepRun name the API server accepts (a CEL rule on the
+// StepRun type): short enough that PodName never needs a hash, so the name of a StepRun's Pod is
+// always computable from the StepRun's name alone, in Go and in CEL (the executor admission
+// policy in config/policy checks `request.name + '-pod'`).
+const MaxStepRunNameLength = validation.DNS1123SubdomainMaxLength - len(podNameSuffix)
+
+// PodName is the name of the StepRun's Pod: the StepRun's name plus "-pod". It is derived from
+// the StepRun's name alone, so a restarted controller finds the Pod it made instead of making a
+// second one; a StepRun name is at most MaxStepRunNameLength characters, so the result is always
+// a DNS subdomain of at most 253 characters.
 func PodName(stepRunName string) string {
-	if len(stepRunName)+len(podNameSuffix) <= validation.DNS1123SubdomainMaxLength {
-		return stepRunName + podNameSuffix
-	}
-	keep := validation.DNS1123SubdomainMaxLength - len(podNameSuffix) - 1 - hashLen
-	// A subdomain label must end alphanumeric, so a cut just after '-' or '.' is trimmed back.
-	prefix := strings.TrimRight(stepRunName[:keep], "-.")
-	if prefix == "" {
-		return shortHash(stepRunName) + podNameSuffix
-	}
-	return prefix + "-" + shortHash(stepRunName) + podNameSuffix
+	return stepRunName + podNameSuffix
 }
 
-// LabelValue turns s (normally a StepRun name, which may be up to 253 characters) into a valid
+// LabelValue turns s (normally a StepRun name, which may be up to 249 characters) into a valid
 // label value. A valid value is returned unchanged; anything else becomes a prefix of s, with
 // characters a label value cannot hold replaced by '-', plus "-" and a hash of all of s, so
 // distinct inputs stay distinct and the same input always gives the same value.

@@ -125,8 +125,8 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 			AddReportEntry("PodForbidden after", took.String())
 		})
 
-		It("runs with the SYS_PTRACE fallback in an unlabelled namespace and says so", func() {
-			ns := newNamespace("ptrace", nil)
+		It("takes main's IDs when its GID is unknown, under baseline, and says so", func() {
+			ns := newNamespace("adopt", baselineNamespace)
 			sr := create(withOutputs(shell(step("gidless", ns), script).RunAs(uid1000, nil).Restricted()).Obj())
 			got := terminal(sr, runTimeout)
 			Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
@@ -137,7 +137,8 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 			Expect(priv.Reason).To(Equal(v1alpha1.ReasonUIDOrGIDUnknown))
 			pods := podsOf(got)
 			Expect(pods).To(HaveLen(1))
-			Expect(pods[0].Spec.InitContainers[0].SecurityContext.Capabilities.Add).To(ContainElement(corev1.Capability("SYS_PTRACE")))
+			// main drops ALL: the executor keeps only what taking main's IDs needs.
+			Expect(pods[0].Spec.InitContainers[0].SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("SETUID"), corev1.Capability("SETGID")))
 		})
 	})
 
@@ -249,7 +250,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 
 		It("restarts the executor killed while main runs: Succeeded with main's exit code and its output, the restart recorded", func() {
 			ns := newNamespace("executorkilled", nil)
-			// main runs as root (no runAsUser: the executor's SYS_PTRACE fallback), waits until the
+			// main runs as root (no runAsUser: the executor runs as root too), waits until the
 			// first "/pns-executor run" process is gone and a new one runs (kubelet restarted the
 			// sidecar), writes its output and exits 0 (9 if that takes over two minutes). The test
 			// kills the executor from main with `kubectl exec` once the run is Running: root main

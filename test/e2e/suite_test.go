@@ -8,7 +8,7 @@
 //	make test-e2e     # the cases of issue 3 §3 and issue 4's e2e bullet (label filter '!bench')
 //	make bench-e2e    # the measurements of issue 3 §4 (label bench)
 //
-// Settings (environment): E2E_BUSYBOX_IMG and E2E_ENTRYPOINT_IMG (the images hack/images builds),
+// Settings (environment): E2E_BUSYBOX_IMG, E2E_ENTRYPOINT_IMG and E2E_NONROOT_IMG (the images hack/images builds),
 // E2E_KUBECTL (the kubectl the printer-column case runs), E2E_DOCKER and E2E_NODE_CONTAINER (how
 // bench-e2e reads the executor's cgroup on a kind node), E2E_KEEP_NAMESPACES=1 to keep the
 // namespaces of failed cases for a look.
@@ -57,6 +57,7 @@ var (
 
 	busyboxImage    = envOr("E2E_BUSYBOX_IMG", "localhost/pnsflow-busybox:test")
 	entrypointImage = envOr("E2E_ENTRYPOINT_IMG", "localhost/pnsflow-entrypoint:test")
+	nonrootImage    = envOr("E2E_NONROOT_IMG", "localhost/pnsflow-nonroot:test")
 	kubectlBin      = envOr("E2E_KUBECTL", "kubectl")
 
 	// namespaces made by the running spec, for the failure dump and the cleanup.
@@ -111,7 +112,7 @@ var _ = BeforeSuite(func() {
 			for _, img := range n.Status.Images {
 				names = append(names, img.Names...)
 			}
-			for _, want := range []string{busyboxImage, entrypointImage} {
+			for _, want := range []string{busyboxImage, entrypointImage, nonrootImage} {
 				g.Expect(names).To(ContainElement(HaveSuffix(want)),
 					"node %s has no image %s: run make images kind-load", n.Name, want)
 			}

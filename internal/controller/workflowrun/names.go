@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
+	"github.com/pnsflow/pnsflow/internal/podspec"
 )
 
 // hashLen hex characters of sha256 (40 bits) keep truncated names of distinct StepRuns apart.
@@ -17,8 +17,8 @@ const hashLen = 10
 // StepRunName is the deterministic name of one attempt of one item of a step:
 // <run>-<step>[-<item>][-r<attempt>], item -1 meaning "not a fan-out" and attempt 0 the first
 // try. A restarted controller computes the same name, so a repeated create is AlreadyExists,
-// never a second StepRun. A name longer than a DNS subdomain allows keeps a prefix and a hash of
-// the full name.
+// never a second StepRun. A name longer than a StepRun name may be (podspec.MaxStepRunNameLength,
+// 249: its Pod's name adds "-pod") keeps a prefix and a hash of the full name.
 func StepRunName(run, step string, item, attempt int) string {
 	name := run + "-" + step
 	if item >= 0 {
@@ -27,11 +27,11 @@ func StepRunName(run, step string, item, attempt int) string {
 	if attempt > 0 {
 		name += "-r" + strconv.Itoa(attempt)
 	}
-	if len(name) <= validation.DNS1123SubdomainMaxLength {
+	if len(name) <= podspec.MaxStepRunNameLength {
 		return name
 	}
 	sum := sha256.Sum256([]byte(name))
-	keep := validation.DNS1123SubdomainMaxLength - 1 - hashLen
+	keep := podspec.MaxStepRunNameLength - 1 - hashLen
 	// A subdomain must end alphanumeric, so a cut just after '-' or '.' is trimmed back.
 	prefix := strings.TrimRight(name[:keep], "-.")
 	return prefix + "-" + hex.EncodeToString(sum[:])[:hashLen]

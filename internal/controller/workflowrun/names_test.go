@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/pnsflow/pnsflow/internal/podspec"
 )
 
 func TestStepRunName(t *testing.T) {
@@ -23,18 +25,32 @@ func TestStepRunName(t *testing.T) {
 			t.Errorf("StepRunName(%q, %q, %d, %d) = %q, want %q", tc.run, tc.step, tc.item, tc.attempt, got, tc.want)
 		}
 	}
-	long := strings.Repeat("r", 240)
-	a, b := StepRunName(long, "step", 1, 0), StepRunName(long, "step", 2, 0)
-	for _, n := range []string{a, b} {
-		if errs := validation.IsDNS1123Subdomain(n); len(errs) > 0 {
-			t.Errorf("%q is not a DNS subdomain: %v", n, errs)
+	// Children of a long run stay within a StepRun name's cap (249), which keeps their Pods'
+	// names (plus "-pod") DNS subdomains.
+	for _, run := range []string{strings.Repeat("r", 240), strings.Repeat("r", 244), strings.Repeat("r.", 125) + "r"} {
+		a, b := StepRunName(run, "step", 1, 0), StepRunName(run, "step", 2, 0)
+		for _, n := range []string{a, b} {
+			if len(n) > podspec.MaxStepRunNameLength {
+				t.Errorf("%q has %d characters, more than a StepRun name may have", n, len(n))
+			}
+			if errs := validation.IsDNS1123Subdomain(podspec.PodName(n)); len(errs) > 0 {
+				t.Errorf("the Pod name of %q is not a DNS subdomain: %v", n, errs)
+			}
+		}
+		if a == b {
+			t.Error("hashed names of distinct items collide")
+		}
+		if a != StepRunName(run, "step", 1, 0) {
+			t.Error("hashed names are not deterministic")
 		}
 	}
-	if a == b {
-		t.Error("hashed names of distinct items collide")
+	// A name that fits is kept whole, up to the cap exactly.
+	run := strings.Repeat("r", 244)
+	if got := StepRunName(run, "step", -1, 0); got != run+"-step" || len(got) != podspec.MaxStepRunNameLength {
+		t.Errorf("StepRunName of a 249-character name = %q, want it unchanged", got)
 	}
-	if a != StepRunName(long, "step", 1, 0) {
-		t.Error("hashed names are not deterministic")
+	if got := StepRunName(run, "step", 1, 0); got == run+"-step-1" {
+		t.Errorf("a 251-character name was kept: %q", got)
 	}
 }
 
