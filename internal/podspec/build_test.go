@@ -105,7 +105,7 @@ func TestBuildMinimal(t *testing.T) {
 	pod := mustBuild(t, stepRun(), testCfg)
 	cfgJSON, err := executorconfig.Config{
 		StepRun: "hello", Namespace: "team-a", UID: "uid-1", Pod: "hello-pod",
-		Mounts: []executorconfig.Mount{{MainPath: "/pnsflow/outputs", ExecutorPath: "/pnsflow/outputs"}},
+		Mounts:    []executorconfig.Mount{{MainPath: "/pnsflow/outputs", ExecutorPath: "/pnsflow/outputs"}},
 		Privilege: ExecutorPrivileged(stepRun()),
 	}.Encode()
 	if err != nil {
