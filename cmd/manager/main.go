@@ -37,14 +37,12 @@ func main() {
 	o.QPS = float32(qps)
 	o.Pod.ExecutorImagePullPolicy = corev1.PullPolicy(pullPolicy)
 
-	log := ctrl.Log.WithName("setup")
-	mgr, err := manager.New(ctrl.GetConfigOrDie(), o)
-	if err != nil {
-		log.Error(err, "Cannot build the manager")
-		os.Exit(1)
-	}
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
-		log.Error(err, "Manager stopped")
+	// Run never returns for an unreachable API server, at start or later: it waits, not ready,
+	// and resumes when the API server answers. It returns for a mistake in the options, and when
+	// the leader lease was lost, which must end the process (see manager.ErrLeaderElectionLost).
+	ctx := ctrl.SetupSignalHandler()
+	if err := manager.Run(ctrl.LoggerInto(ctx, ctrl.Log), ctrl.GetConfigOrDie(), o); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "Manager stopped")
 		os.Exit(1)
 	}
 }

@@ -162,7 +162,12 @@ func New(o Options) (*Executor, error) {
 			if err != nil {
 				return IDs{}, err
 			}
-			return ids, AdoptIDs(ids)
+			if err := AdoptIDs(ids); err != nil {
+				return ids, err
+			}
+			// Runs before any report: the ExecutorPrivileged condition says which IDs were taken.
+			reporter.Info.Privilege.Message += fmt.Sprintf("; it took main's UID %d and GID %d", ids.UID, ids.GID)
+			return ids, nil
 		}
 	}
 	if c.Stdin {

@@ -4,6 +4,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -100,10 +101,20 @@ func Scheme() (*runtime.Scheme, error) {
 	return scheme, nil
 }
 
-// New builds a manager with every pnsflow controller registered.
+// ErrInvalidOptions marks an Options mistake: no retry can help, so Run returns it at once.
+var ErrInvalidOptions = errors.New("invalid manager options")
+
+// New builds a manager with every pnsflow controller registered. Its readiness check passes once
+// the manager has started and, when it leads (always, without leader election), its caches have
+// synced. It needs the API server to be reachable (the Pod cache's selector is resolved through
+// discovery); Run rides out an API server that is not.
 func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	return build(cfg, o, &readiness{})
+}
+
+func build(cfg *rest.Config, o Options, ready *readiness) (ctrl.Manager, error) {
 	if o.Pod.ExecutorImage == "" {
-		return nil, fmt.Errorf("no executor image: set --executor-image or PNSFLOW_EXECUTOR_IMAGE")
+		return nil, fmt.Errorf("%w: no executor image: set --executor-image or PNSFLOW_EXECUTOR_IMAGE", ErrInvalidOptions)
 	}
 	scheme, err := Scheme()
 	if err != nil {
@@ -147,11 +158,14 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the workflowrun controller: %w", err)
 	}
+	if err := ready.track(mgr, o.LeaderElect); err != nil {
+		return nil, err
+	}
 	if o.ProbeAddr != "" && o.ProbeAddr != "0" {
 		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 			return nil, fmt.Errorf("adding health check: %w", err)
 		}
-		if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		if err := mgr.AddReadyzCheck("readyz", ready.check); err != nil {
 			return nil, fmt.Errorf("adding readiness check: %w", err)
 		}
 	}

@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"strings"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -52,6 +54,10 @@ sleep 1`
 		Expect(priv).NotTo(BeNil())
 		Expect(priv.Reason).To(Equal(reason))
 		Expect(priv.Status).To(Equal(map[bool]metav1.ConditionStatus{true: metav1.ConditionFalse, false: metav1.ConditionTrue}[reason == v1alpha1.ReasonUIDAndGIDKnown]))
+		if reason == v1alpha1.ReasonUIDOrGIDUnknown {
+			uid, gid, _ := strings.Cut(ids, ":")
+			Expect(priv.Message).To(ContainSubstring("took main's UID %s and GID %s", uid, gid))
+		}
 		pods := podsOf(got)
 		Expect(pods).To(HaveLen(1))
 		Expect(pods[0].Spec.InitContainers).To(HaveLen(1))
