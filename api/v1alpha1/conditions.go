@@ -69,6 +69,14 @@ const (
 	// ReasonPtraceRequested: spec.executor.ptrace gave the executor SYS_PTRACE.
 	ReasonPtraceRequested  = "PtraceRequested"
 	ReasonExitCodeMismatch = "ExitCodeMismatch"
+	// ReasonArtifactRepositoryUnavailable: the run's artifact repository is not configured, its
+	// ConfigMap is invalid, or the kubelet could not give the executor its credentials (a missing
+	// Secret).
+	ReasonArtifactRepositoryUnavailable = "ArtifactRepositoryUnavailable"
+	// ReasonArtifactUploadFailed: storing an output artifact failed after retries.
+	ReasonArtifactUploadFailed = "ArtifactUploadFailed"
+	// ReasonArtifactNotFound: a non-optional output artifact's path does not exist.
+	ReasonArtifactNotFound = "ArtifactNotFound"
 )
 
 // mainStartFailures are the terminated reasons the kubelet gives a container the runtime could

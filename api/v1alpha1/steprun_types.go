@@ -142,6 +142,11 @@ type StepRunSpec struct {
 	// executor tunes the pns-executor sidecar.
 	// +optional
 	Executor *ExecutorOptions `json:"executor,omitempty"`
+	// artifactRepositoryRef names a ConfigMap in the run's namespace that describes the S3
+	// repository output artifacts are stored in (see docs/architecture.md for its keys). Empty
+	// means the manager's default repository.
+	// +optional
+	ArtifactRepositoryRef *corev1.LocalObjectReference `json:"artifactRepositoryRef,omitempty"`
 }
 
 // ExecutorOptions tunes the pns-executor sidecar of one run.
@@ -230,19 +235,28 @@ type OutputValueFrom struct {
 	Path string `json:"path"`
 }
 
-// OutputArtifact is a file or directory to be stored after main exits.
+// OutputArtifact is a file or directory the executor stores in the artifact repository after
+// main exits, under the key <keyPrefix>/<namespace>/<steprun>/<name>.
 type OutputArtifact struct {
+	// name is DNS-label-like: lower-case letters, digits and '-'.
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +kubebuilder:validation:MaxLength=63
 	// +required
 	Name string `json:"name"`
+	// path is an absolute path in main's filesystem, found like an output parameter's.
 	// +kubebuilder:validation:MinLength=2
 	// +kubebuilder:validation:MaxLength=4096
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="path must be absolute (start with '/')"
 	// +required
 	Path string `json:"path"`
+	// optional: a missing file is skipped instead of failing the run (Failed/ArtifactNotFound).
 	// +optional
 	Optional bool `json:"optional,omitempty"`
+	// archive is how the artifact is stored: "none" stores a file as is, "tgz" a tar+gzip
+	// archive. Empty means none for a file and tgz for a directory; a directory cannot be "none".
+	// +kubebuilder:validation:Enum=none;tgz
+	// +optional
+	Archive string `json:"archive,omitempty"`
 }
 
 // StepRunStatus is written by two owners: the pns-executor writes Running and the terminal

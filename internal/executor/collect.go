@@ -27,7 +27,16 @@ type Failure struct {
 // output could not be had.
 type Collected struct {
 	Parameters []v1alpha1.OutputParameterValue
+	Artifacts  []v1alpha1.ArtifactStatus
 	Failure    *Failure
+}
+
+// worse is the failure that decides the run: an Error (lost or unstored outputs) over a Failed.
+func worse(a, b *Failure) *Failure {
+	if a == nil || b != nil && b.Phase == v1alpha1.StepRunError && a.Phase != v1alpha1.StepRunError {
+		return b
+	}
+	return a
 }
 
 // Collector reads main's output parameters after main exited. A value read from a file loses
@@ -40,6 +49,10 @@ type Collector struct {
 	Mounts []executorconfig.Mount
 	// MaxBytes caps each value; zero means v1alpha1.MaxParameterValueBytes.
 	MaxBytes int
+	// VolumesDir is where the executor mounts each of main's volumes whole, as VolumesDir/<name>;
+	// empty means executorconfig.VolumesDir. A mount's ExecutorPath below VolumesDir/<name> is a
+	// subPath, resolved inside that volume.
+	VolumesDir string
 }
 
 // outputError is one output's failure.
@@ -161,14 +174,45 @@ func mountFor(mounts []executorconfig.Mount, p string) (executorconfig.Mount, st
 }
 
 func (c Collector) readFromMount(dir, rel string) (string, error) {
-	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	// A subPath is resolved inside its volume like any output path: main (or anyone sharing the
+	// volume) may have replaced one of its directories with a symlink since kubelet mounted it
+	// for main, and a plain open would follow that symlink out of the volume, into the
+	// executor's own filesystem (its token).
+	base, sub := c.volumeOf(dir)
+	dfd, err := unix.Open(base, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		// Not wrapped: the mount itself missing is the Pod's misconfiguration, not a missing
 		// output (ENOENT), and must not fall back to a default.
 		return "", fmt.Errorf("opening the executor's mount %s: %v", dir, err)
 	}
 	defer unix.Close(dfd)
+	if sub != "" {
+		subfd, err := openat2Retry(dfd, sub, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if err != nil {
+			return "", fmt.Errorf("opening the executor's mount %s: subPath %s in its volume: %v", dir, sub, err)
+		}
+		defer unix.Close(subfd)
+		dfd = subfd
+	}
 	return readInRoot(dfd, rel, c.maxBytes())
+}
+
+// volumeOf splits dir, a mount's ExecutorPath, into the executor's mount of a whole volume and
+// the subPath under it ("" when dir is not below VolumesDir/<name>).
+func (c Collector) volumeOf(dir string) (base, sub string) {
+	volumes := c.VolumesDir
+	if volumes == "" {
+		volumes = executorconfig.VolumesDir
+	}
+	rest, ok := strings.CutPrefix(path.Clean(dir), path.Clean(volumes)+"/")
+	if !ok {
+		return dir, ""
+	}
+	name, sub, _ := strings.Cut(rest, "/")
+	return path.Join(volumes, name), sub
 }
 
 func (c Collector) readFromRoot(root *os.File, p string) (string, error) {
@@ -198,16 +242,7 @@ func readInRoot(dirfd int, name string, max int) (string, error) {
 		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	}
-	var (
-		fd  int
-		err error
-	)
-	for range 16 { // EAGAIN: a concurrent rename raced the lookup; EINTR: a signal
-		fd, err = unix.Openat2(dirfd, name, how)
-		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
+	fd, err := openat2Retry(dirfd, name, how)
 	if err != nil {
 		return "", err
 	}
@@ -229,6 +264,18 @@ func readInRoot(dirfd int, name string, max int) (string, error) {
 		return "", err
 	}
 	return fileValue(b, max)
+}
+
+// openat2Retry is openat2, tried again on EAGAIN (a concurrent rename raced the lookup) and
+// EINTR (a signal), at most 16 times.
+func openat2Retry(dirfd int, name string, how *unix.OpenHow) (fd int, err error) {
+	for range 16 {
+		fd, err = unix.Openat2(dirfd, name, how)
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	return fd, err
 }
 
 // fileValue turns a file's content into an output value: exactly one trailing "\n" is trimmed,

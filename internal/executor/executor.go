@@ -84,6 +84,8 @@ type Executor struct {
 	// Ready is called once the first look at /proc is done: from then on main cannot start
 	// unseen by the finder, so the startup probe may pass. Its error ends Run.
 	Ready func() error
+	// Artifacts stores the output artifacts; nil when there are none.
+	Artifacts *ArtifactCollector
 	// AdoptMainIDs, when set, makes the executor take main's UID, GID and groups once main is
 	// found, before its root is opened (an executor started as root because main's IDs were not
 	// known).
@@ -240,6 +242,11 @@ func (e *Executor) Run(ctx context.Context) error {
 		root = proc.Root
 	}
 	collected := e.Collector.Collect(root)
+	if e.Artifacts != nil {
+		var f *Failure
+		collected.Artifacts, f = e.Artifacts.Collect(work, root)
+		collected.Failure = worse(collected.Failure, f)
+	}
 	if f := collected.Failure; f != nil {
 		log.Info("Collecting outputs failed", "reason", f.Reason, "message", f.Message)
 	}

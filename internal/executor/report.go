@@ -37,6 +37,7 @@ type Outcome struct {
 	// Duration is how long main ran, negative when unknown.
 	Duration   time.Duration
 	Parameters []v1alpha1.OutputParameterValue
+	Artifacts  []v1alpha1.ArtifactStatus
 	Result     *string
 	// MainNeverStarted: the runtime could not start main, so main cannot have done anything.
 	MainNeverStarted bool
@@ -55,6 +56,7 @@ func Decide(t Termination, c Collected, result *string, measured time.Duration) 
 		FinishedAt: t.FinishedAt,
 		Duration:   -1,
 		Parameters: c.Parameters,
+		Artifacts:  c.Artifacts,
 		Result:     result,
 	}
 	if !t.StartedAt.IsZero() && !t.FinishedAt.IsZero() && !t.FinishedAt.Before(t.StartedAt) {
@@ -222,8 +224,8 @@ func TerminalPatch(current *v1alpha1.StepRun, info RunInfo, o Outcome, now time.
 		Conditions:         conds,
 		ExecutorRestarts:   info.ExecutorRestarts,
 	}
-	if len(o.Parameters) > 0 || o.Result != nil {
-		st.Outputs = &v1alpha1.StepRunOutputs{Parameters: o.Parameters, Result: o.Result}
+	if len(o.Parameters) > 0 || len(o.Artifacts) > 0 || o.Result != nil {
+		st.Outputs = &v1alpha1.StepRunOutputs{Parameters: o.Parameters, Artifacts: o.Artifacts, Result: o.Result}
 	}
 	return json.Marshal(statusPatch{Metadata: patchMeta{ResourceVersion: current.ResourceVersion}, Status: st})
 }

@@ -32,6 +32,14 @@ const (
 	// TokenDir is where client-go's in-cluster config looks for the token.
 	TokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
+	// AccessKeyEnv and SecretKeyEnv carry the repository's credentials into the executor, from
+	// the keys SecretAccessKeyKey and SecretSecretKeyKey of the repository's Secret; they are the
+	// names the AWS SDK reads.
+	AccessKeyEnv       = "AWS_ACCESS_KEY_ID"
+	SecretKeyEnv       = "AWS_SECRET_ACCESS_KEY"
+	SecretAccessKeyKey = "accessKey"
+	SecretSecretKeyKey = "secretKey"
+
 	// ConfigEnv carries Config as JSON into the executor container.
 	ConfigEnv = "PNSFLOW_EXECUTOR_CONFIG"
 	// ReadySocket is the abstract unix socket the executor listens on once it watches /proc;
@@ -58,6 +66,35 @@ type Config struct {
 	// Privilege is the Pod builder's decision on the executor's privileges, which the executor
 	// records on the StepRun (the ExecutorPrivileged condition) in its first report.
 	Privilege Privilege `json:"privilege"`
+	// Artifacts are the output artifacts to store, each with its key in Repository.
+	Artifacts []Artifact `json:"artifacts,omitempty"`
+	// Repository is where Artifacts go; set when there are any. Its credentials reach the
+	// executor alone, as the env vars AccessKeyEnv and SecretKeyEnv.
+	Repository *Repository `json:"repository,omitempty"`
+}
+
+// Artifact is one output artifact to store.
+type Artifact struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+	// Key is the object's key in the repository's bucket.
+	Key string `json:"key"`
+	// Archive is "none", "tgz" or "" (none for a file, tgz for a directory).
+	Archive  string `json:"archive,omitempty"`
+	Optional bool   `json:"optional,omitempty"`
+}
+
+// Repository is an S3-compatible artifact repository, as described by its ConfigMap.
+type Repository struct {
+	Endpoint  string `json:"endpoint"`
+	Bucket    string `json:"bucket"`
+	Region    string `json:"region"`
+	Insecure  bool   `json:"insecure,omitempty"`
+	PathStyle bool   `json:"pathStyle,omitempty"`
+	KeyPrefix string `json:"keyPrefix,omitempty"`
+	// SecretName is the Secret, in the run's namespace, holding SecretAccessKeyKey and
+	// SecretSecretKeyKey. Only the kubelet reads it.
+	SecretName string `json:"secretName"`
 }
 
 // Privilege says whether the executor runs as root, and why.

@@ -25,6 +25,7 @@ var reviewed = map[string][]string{
 		"list pods",
 		"watch pods",
 		"create serviceaccounts",
+		"get configmaps",
 		"create authorization.k8s.io/subjectaccessreviews",
 		"create events.k8s.io/events",
 		"patch events.k8s.io/events",

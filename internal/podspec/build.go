@@ -282,6 +282,14 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 		})
 	}
 
+	artifacts, credentials, err := outputArtifacts(sr, cfg.Repository)
+	if err != nil {
+		return corev1.Container{}, err
+	}
+	var repo *executorconfig.Repository
+	if len(artifacts) > 0 {
+		repo = cfg.Repository
+	}
 	var outputs []executorconfig.Output
 	if spec.Outputs != nil {
 		for _, p := range spec.Outputs.Parameters {
@@ -289,14 +297,16 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 		}
 	}
 	config, err := executorconfig.Config{
-		StepRun:   sr.Name,
-		Namespace: sr.Namespace,
-		UID:       string(sr.UID),
-		Pod:       podName,
-		Outputs:   outputs,
-		Mounts:    cfgMounts,
-		Stdin:     spec.Stdin != nil,
-		Privilege: ExecutorPrivileged(sr),
+		StepRun:    sr.Name,
+		Namespace:  sr.Namespace,
+		UID:        string(sr.UID),
+		Pod:        podName,
+		Outputs:    outputs,
+		Mounts:     cfgMounts,
+		Stdin:      spec.Stdin != nil,
+		Privilege:  ExecutorPrivileged(sr),
+		Artifacts:  artifacts,
+		Repository: repo,
 	}.Encode()
 	if err != nil {
 		return corev1.Container{}, err
@@ -307,7 +317,7 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 		Image:           cfg.ExecutorImage,
 		ImagePullPolicy: cfg.ExecutorImagePullPolicy,
 		Command:         []string{executorBinary, "run"},
-		Env:             []corev1.EnvVar{{Name: executorconfig.ConfigEnv, Value: config}},
+		Env:             append([]corev1.EnvVar{{Name: executorconfig.ConfigEnv, Value: config}}, credentials...),
 		// A native sidecar: restarted by kubelet whatever the Pod's restartPolicy.
 		RestartPolicy: new(corev1.ContainerRestartPolicyAlways),
 		// kubelet starts main only once this passes, so the /proc watcher exists first.

@@ -5,6 +5,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
 // Defaults applied by Build to a zero Config field.
@@ -40,6 +42,9 @@ type Config struct {
 	// ExecutorResources are the executor's requests and limits; when entirely empty,
 	// DefaultExecutorResources.
 	ExecutorResources corev1.ResourceRequirements
+	// Repository is the run's artifact repository, resolved by the controller; required when the
+	// StepRun has output artifacts, ignored otherwise.
+	Repository *executorconfig.Repository
 }
 
 // DefaultExecutorResources returns the executor's default requests and limits: it mostly sleeps

@@ -42,6 +42,10 @@ type Reconciler struct {
 	Policy Policy
 	// MaxConcurrentReconciles bounds parallel reconciles; creates are not serialised.
 	MaxConcurrentReconciles int
+	// APIReader reads what the informers do not hold (artifact repository ConfigMaps).
+	APIReader client.Reader
+	// ArtifactRepository is the default artifact repository's ConfigMap; empty means none.
+	ArtifactRepository types.NamespacedName
 
 	identities *identities
 	// created remembers the Pods this manager made (StepRun key → UID) until their run is
@@ -121,7 +125,18 @@ func (r *Reconciler) createPod(ctx context.Context, sr *v1alpha1.StepRun) (ctrl.
 	} else if msg != "" {
 		return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonServiceAccountForbidden, msg))
 	}
-	pod, err := podspec.Build(sr, r.Pod)
+	cfg := r.Pod
+	if podspec.UsesArtifacts(&sr.Spec) {
+		repos := repositories{reader: r.APIReader, fallback: r.ArtifactRepository}
+		repo, msg, err := repos.resolve(ctx, sr)
+		if err != nil {
+			return ctrl.Result{}, err
+		} else if msg != "" {
+			return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonArtifactRepositoryUnavailable, msg))
+		}
+		cfg.Repository = repo
+	}
+	pod, err := podspec.Build(sr, cfg)
 	if errors.Is(err, podspec.ErrInvalidStepRun) {
 		return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonInvalidPod, err.Error()))
 	} else if err != nil {

@@ -197,6 +197,10 @@ func waitingFailure(pod *corev1.Pod, now time.Time, p Policy) *Outcome {
 		}
 		msg := fmt.Sprintf("container %s: %s: %s", cs.Name, w.Reason, w.Message)
 		switch {
+		// The executor's only Secret is the artifact repository's: the kubelet cannot give it
+		// the credentials, and waiting will not make the Secret appear.
+		case cs.Name == executorconfig.ExecutorContainer && w.Reason == "CreateContainerConfigError":
+			return errorOutcome(v1alpha1.ReasonArtifactRepositoryUnavailable, msg)
 		case permanentImageReasons[w.Reason], imagePullReasons[w.Reason] && expired:
 			return errorOutcome(v1alpha1.ReasonImagePullFailed, msg)
 		case containerCreateReasons[w.Reason] && expired:

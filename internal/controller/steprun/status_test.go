@@ -163,6 +163,9 @@ func TestDecide(t *testing.T) {
 		{name: "missing ConfigMap past the grace period", sr: stepRun(v1alpha1.StepRunPending, nil),
 			pod: testPod(sidecar(running()), container("main", waiting("CreateContainerConfigError"))), now: t0.Add(2 * time.Minute),
 			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonContainerCreateFailed, Message: "container main: CreateContainerConfigError: details", MainNeverStarted: true}},
+		{name: "the executor cannot get the artifact repository's Secret: unavailable at once", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(podPhase(corev1.PodPending, ""), sidecar(waiting("CreateContainerConfigError")), container("main", waiting("PodInitializing"))), now: t0.Add(2 * time.Second),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonArtifactRepositoryUnavailable, Message: "container pns-executor: CreateContainerConfigError: details", MainNeverStarted: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,53 @@
+package podspec
+
+import (
+	"path"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
+)
+
+// UsesArtifacts reports whether the run stores artifacts, and so needs a repository.
+func UsesArtifacts(spec *v1alpha1.StepRunSpec) bool {
+	return spec.Outputs != nil && len(spec.Outputs.Artifacts) > 0
+}
+
+// ArtifactKey is where a run's artifact is stored: <keyPrefix>/<namespace>/<steprun>/<name>.
+// Keys are per namespace and per run, so one namespace's runs never write where another's read.
+func ArtifactKey(keyPrefix, namespace, stepRun, name string) string {
+	key := path.Join(keyPrefix, namespace, stepRun, name)
+	if len(key) > 0 && key[0] == '/' {
+		return key[1:]
+	}
+	return key
+}
+
+// outputArtifacts lists the executor's artifacts, each with its key, and the env vars that give
+// the executor (never main) the repository's credentials.
+func outputArtifacts(sr *v1alpha1.StepRun, repo *executorconfig.Repository) ([]executorconfig.Artifact, []corev1.EnvVar, error) {
+	if !UsesArtifacts(&sr.Spec) {
+		return nil, nil, nil
+	}
+	if repo == nil {
+		return nil, nil, invalid("spec.outputs.artifacts: no artifact repository configured")
+	}
+	var out []executorconfig.Artifact
+	for _, a := range sr.Spec.Outputs.Artifacts {
+		out = append(out, executorconfig.Artifact{
+			Name: a.Name, Path: a.Path, Archive: a.Archive, Optional: a.Optional,
+			Key: ArtifactKey(repo.KeyPrefix, sr.Namespace, sr.Name, a.Name),
+		})
+	}
+	secret := func(env, key string) corev1.EnvVar {
+		return corev1.EnvVar{Name: env, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: repo.SecretName}, Key: key,
+		}}}
+	}
+	env := []corev1.EnvVar{
+		secret(executorconfig.AccessKeyEnv, executorconfig.SecretAccessKeyKey),
+		secret(executorconfig.SecretKeyEnv, executorconfig.SecretSecretKeyKey),
+	}
+	return out, env, nil
+}
