@@ -174,45 +174,54 @@ func mountFor(mounts []executorconfig.Mount, p string) (executorconfig.Mount, st
 }
 
 func (c Collector) readFromMount(dir, rel string) (string, error) {
-	// A subPath is resolved inside its volume like any output path: main (or anyone sharing the
-	// volume) may have replaced one of its directories with a symlink since kubelet mounted it
-	// for main, and a plain open would follow that symlink out of the volume, into the
-	// executor's own filesystem (its token).
-	base, sub := c.volumeOf(dir)
+	dfd, err := openMount(c.VolumesDir, dir)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(dfd)
+	return readInRoot(dfd, rel, c.maxBytes())
+}
+
+// openMount opens dir, a mount's ExecutorPath, as an O_PATH directory. A subPath (dir below
+// volumesDir/<name>; volumesDir empty means executorconfig.VolumesDir) is resolved inside its
+// volume like any output path: main, or anyone sharing the volume, may have replaced one of its
+// directories with a symlink since kubelet mounted it for main, and a plain open would follow
+// that symlink out of the volume, into the executor's own filesystem (its token).
+func openMount(volumesDir, dir string) (int, error) {
+	base, sub := volumeOf(volumesDir, dir)
 	dfd, err := unix.Open(base, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		// Not wrapped: the mount itself missing is the Pod's misconfiguration, not a missing
 		// output (ENOENT), and must not fall back to a default.
-		return "", fmt.Errorf("opening the executor's mount %s: %v", dir, err)
+		return -1, fmt.Errorf("opening the executor's mount %s: %v", dir, err)
+	}
+	if sub == "" {
+		return dfd, nil
 	}
 	defer unix.Close(dfd)
-	if sub != "" {
-		subfd, err := openat2Retry(dfd, sub, &unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		if err != nil {
-			return "", fmt.Errorf("opening the executor's mount %s: subPath %s in its volume: %v", dir, sub, err)
-		}
-		defer unix.Close(subfd)
-		dfd = subfd
+	subfd, err := openat2Retry(dfd, sub, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		// Not wrapped either: a subPath gone missing is no missing output.
+		return -1, fmt.Errorf("opening the executor's mount %s: subPath %s in its volume: %v", dir, sub, err)
 	}
-	return readInRoot(dfd, rel, c.maxBytes())
+	return subfd, nil
 }
 
 // volumeOf splits dir, a mount's ExecutorPath, into the executor's mount of a whole volume and
-// the subPath under it ("" when dir is not below VolumesDir/<name>).
-func (c Collector) volumeOf(dir string) (base, sub string) {
-	volumes := c.VolumesDir
-	if volumes == "" {
-		volumes = executorconfig.VolumesDir
+// the subPath under it ("" when dir is not below volumesDir/<name>).
+func volumeOf(volumesDir, dir string) (base, sub string) {
+	if volumesDir == "" {
+		volumesDir = executorconfig.VolumesDir
 	}
-	rest, ok := strings.CutPrefix(path.Clean(dir), path.Clean(volumes)+"/")
+	rest, ok := strings.CutPrefix(path.Clean(dir), path.Clean(volumesDir)+"/")
 	if !ok {
 		return dir, ""
 	}
 	name, sub, _ := strings.Cut(rest, "/")
-	return path.Join(volumes, name), sub
+	return path.Join(volumesDir, name), sub
 }
 
 func (c Collector) readFromRoot(root *os.File, p string) (string, error) {
