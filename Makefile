@@ -10,6 +10,10 @@ CONTROLLER_GEN = go tool controller-gen
 KUSTOMIZE      = go tool kustomize
 # envtest's control plane, built from Go modules when missing (hack/envtest-assets.sh).
 ENVTEST_ASSETS = $(shell hack/envtest-assets.sh kube-apiserver etcd)
+# SeaweedFS's weed, the real S3 server internal/artifact's tests run against, built from Go modules
+# by hack/seaweedfs.sh into bin/seaweedfs/ when missing: the first build takes about 12 minutes on 2
+# cores (22 CPU-minutes, plus fetching ~430 modules), then it is cached in bin/ and takes no time.
+WEED_DIR       = $(shell hack/seaweedfs.sh)
 GO_TEST_FLAGS ?=
 
 .DEFAULT_GOAL := help
@@ -44,6 +48,7 @@ vet: ## Run go vet (including the e2e-tagged code).
 verify-generated: manifests generate ## Fail when generated files differ from what is committed, or go.mod is not tidy.
 	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; }
 	@cd hack/kind/runc-wrapper && go mod tidy -diff || { echo "hack/kind/runc-wrapper: run 'go mod tidy' there and commit"; exit 1; }
+	@cd hack/seaweedfs && GOWORK=off go mod tidy -diff || { echo "hack/seaweedfs: run 'go mod tidy' there and commit"; exit 1; }
 	@git diff --exit-code -- api config || { echo "generated files drifted: run 'make manifests generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- api config)" || { git status --porcelain -- api config; echo "untracked generated files: commit them"; exit 1; }
 
@@ -51,11 +56,28 @@ verify-generated: manifests generate ## Fail when generated files differ from wh
 envtest: ## Build (or reuse) kube-apiserver and etcd for envtest under bin/k8s.
 	@echo "KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS)"
 
+.PHONY: seaweedfs
+seaweedfs: ## Build (or reuse) SeaweedFS's weed, the S3 server of the artifact tests, under bin/seaweedfs.
+	@echo "WEED_BIN=$(WEED_DIR)/weed"
+
 .PHONY: test
 test: manifests generate fmt vet ## Run unit, executor and envtest integration tests.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" WEED_BIN="$(addsuffix /weed,$(WEED_DIR))" go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
 	@# The kind node's runc wrapper is a module of its own (it builds without the project's deps).
 	cd hack/kind/runc-wrapper && go test $(GO_TEST_FLAGS) ./...
+
+# Native Go fuzz targets, each for FUZZTIME: `go test -fuzz` takes one target of one package per
+# run. `make test` already runs every target's seeds (f.Add and testdata/fuzz/) as plain tests; a
+# failure found here is written to the package's testdata/fuzz/<target>/ as a new seed.
+FUZZTIME ?= 20s
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target (Pod builder, templates, when, output paths) for FUZZTIME.
+	go test -run='^$$' -fuzz='^FuzzBuild$$' -fuzztime=$(FUZZTIME) ./internal/podspec
+	go test -run='^$$' -fuzz='^FuzzResolve$$' -fuzztime=$(FUZZTIME) ./internal/workflow/template
+	go test -run='^$$' -fuzz='^FuzzExecute$$' -fuzztime=$(FUZZTIME) ./internal/workflow/template
+	go test -run='^$$' -fuzz='^FuzzCompile$$' -fuzztime=$(FUZZTIME) ./internal/workflow/when
+	go test -run='^$$' -fuzz='^FuzzCollectStaysInRoot$$' -fuzztime=$(FUZZTIME) ./internal/executor
 
 ##@ Build
 
@@ -104,12 +126,15 @@ BUSYBOX_IMG        ?= localhost/pnsflow-busybox:test
 SAMPLE_BUSYBOX_IMG ?= busybox:1.36
 ENTRYPOINT_IMG     ?= localhost/pnsflow-entrypoint:test
 NONROOT_IMG        ?= localhost/pnsflow-nonroot:test
-KIND_IMAGES         = $(IMG) $(EXECUTOR_IMG) $(BUSYBOX_IMG) $(SAMPLE_BUSYBOX_IMG) $(ENTRYPOINT_IMG) $(NONROOT_IMG)
+# The S3 server quickstart deploys as the default artifact repository (config/seaweedfs names it).
+SEAWEEDFS_IMG      ?= localhost/pnsflow-seaweedfs:dev
+KIND_IMAGES         = $(IMG) $(EXECUTOR_IMG) $(BUSYBOX_IMG) $(SAMPLE_BUSYBOX_IMG) $(ENTRYPOINT_IMG) $(NONROOT_IMG) $(SEAWEEDFS_IMG)
 # The kubectl quickstart uses: $(KUBECTL) when installed, else one built from source into bin/k8s.
 QUICKSTART_KUBECTL  = $(shell command -v $(KUBECTL) 2>/dev/null || hack/envtest-assets.sh kubectl | sed 's|$$|/kubectl|')
 KIND_ENV            = KUBE_VERSION=$(KUBE_VERSION) KIND_CLUSTER_NAME=$(KIND_CLUSTER_NAME) IMG=$(IMG) \
                       EXECUTOR_IMG=$(EXECUTOR_IMG) BUSYBOX_IMG=$(BUSYBOX_IMG) \
-                      SAMPLE_BUSYBOX_IMG=$(SAMPLE_BUSYBOX_IMG) ENTRYPOINT_IMG=$(ENTRYPOINT_IMG) NONROOT_IMG=$(NONROOT_IMG)
+                      SAMPLE_BUSYBOX_IMG=$(SAMPLE_BUSYBOX_IMG) ENTRYPOINT_IMG=$(ENTRYPOINT_IMG) NONROOT_IMG=$(NONROOT_IMG) \
+                      SEAWEEDFS_IMG=$(SEAWEEDFS_IMG)
 
 .PHONY: kind-node-image
 kind-node-image: ## Build (or reuse) the offline kind node image for KUBE_VERSION.
@@ -162,10 +187,27 @@ test-e2e: ## Run the e2e suite (test/e2e) on the cluster in KUBECONFIG; make qui
 	$(E2E_ENV) go test -tags e2e ./test/e2e -count=1 -timeout $(E2E_TIMEOUT) -v -ginkgo.v \
 		-ginkgo.label-filter='!bench' $(E2E_FLAGS)
 
+# test-chaos (test/chaos, build tag chaos) injects faults under running StepRuns on the same
+# cluster: the kube-apiserver killed (docker exec into the kind node), the manager's Pod deleted,
+# executors SIGKILLed, Pods evicted, main OOM-killed. CI runs it after test-e2e.
+CHAOS_FLAGS ?=
+
+.PHONY: test-chaos
+test-chaos: ## Inject faults under running StepRuns on that cluster (test/chaos); after test-e2e.
+	$(E2E_ENV) go test -tags chaos ./test/chaos/ -count=1 -timeout 15m -v -ginkgo.v $(CHAOS_FLAGS)
+
 .PHONY: bench-e2e
 bench-e2e: ## Measure StepRuns against bare Pods on that cluster; the table also goes to bin/e2e/.
 	$(E2E_ENV) E2E_BENCH_OUT="$(LOCALBIN)/e2e/bench-e2e.txt" go test -tags e2e ./test/e2e -run TestE2E \
 		-count=1 -timeout $(E2E_TIMEOUT) -v -ginkgo.v -ginkgo.label-filter=bench $(E2E_FLAGS)
+
+##@ Artifact benchmark
+
+.PHONY: bench-artifacts
+bench-artifacts: ## Artifact upload/download (1 GiB file, 10 000-file tree) vs plain SDK copies, on SeaweedFS.
+	go vet -tags bench ./internal/artifact
+	WEED_BIN="$(addsuffix /weed,$(WEED_DIR))" BENCH_ARTIFACTS_OUT="$(LOCALBIN)/bench/artifacts.txt" \
+		go test -tags bench ./internal/artifact -run TestBenchArtifacts -count=1 -timeout 30m -v
 
 ##@ Fan-out benchmark
 

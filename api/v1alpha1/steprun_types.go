@@ -188,8 +188,9 @@ type Outputs struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +optional
 	Parameters []OutputParameter `json:"parameters,omitempty"`
-	// artifacts are files or directories to store in the artifact repository. They are
-	// declared and validated now; storing them is not implemented yet.
+	// artifacts are files or directories the executor stores in the run's artifact repository
+	// after main exits (see artifactRepositoryRef); status.outputs.artifacts records each one's
+	// key, size and sha256.
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=32

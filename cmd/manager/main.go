@@ -6,6 +6,7 @@ import (
 	"os"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -29,10 +30,17 @@ func main() {
 	flag.IntVar(&o.WorkflowRunWorkers, "workflowrun-workers", o.WorkflowRunWorkers, "WorkflowRuns reconciled in parallel (each fans its creates out concurrently).")
 	flag.StringVar(&o.Pod.ExecutorImage, "executor-image", os.Getenv("PNSFLOW_EXECUTOR_IMAGE"), "Image of the pns-executor sidecar (env PNSFLOW_EXECUTOR_IMAGE).")
 	flag.StringVar(&pullPolicy, "executor-image-pull-policy", envOr("PNSFLOW_EXECUTOR_IMAGE_PULL_POLICY", string(o.Pod.ExecutorImagePullPolicy)), "Pull policy of the pns-executor image.")
+	var artifactRepository string
+	flag.StringVar(&artifactRepository, "artifact-repository", "pnsflow-artifact-repository",
+		"ConfigMap, in the manager's namespace (env POD_NAMESPACE), describing the default artifact repository; empty for none.")
 	flag.DurationVar(&o.Policy.ImagePullGrace, "image-pull-grace", o.Policy.ImagePullGrace, "How long a Pod may fail to pull an image before its run ends Error/ImagePullFailed.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	// Outside a cluster there is no namespace of the manager's own: no default repository.
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" && artifactRepository != "" {
+		o.ArtifactRepository = types.NamespacedName{Namespace: ns, Name: artifactRepository}
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	o.QPS = float32(qps)
 	o.Pod.ExecutorImagePullPolicy = corev1.PullPolicy(pullPolicy)

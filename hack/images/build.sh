@@ -20,6 +20,7 @@ BUSYBOX_IMG="${BUSYBOX_IMG:-localhost/pnsflow-busybox:test}"
 SAMPLE_BUSYBOX_IMG="${SAMPLE_BUSYBOX_IMG:-busybox:1.36}"
 ENTRYPOINT_IMG="${ENTRYPOINT_IMG:-localhost/pnsflow-entrypoint:test}"
 NONROOT_IMG="${NONROOT_IMG:-localhost/pnsflow-nonroot:test}"
+SEAWEEDFS_IMG="${SEAWEEDFS_IMG:-localhost/pnsflow-seaweedfs:dev}"
 IMAGES_DIR="${BIN_DIR}/images"
 SRC="${ROOT}/hack/images"
 
@@ -125,13 +126,26 @@ build_nonroot() {
   finish nonroot "$inputs" "${NONROOT_IMG}"
 }
 
+# build_seaweedfs: SeaweedFS's weed (hack/seaweedfs.sh builds it once into bin/) FROM scratch.
+build_seaweedfs() {
+  local ctx="${IMAGES_DIR}/seaweedfs" inputs weed
+  weed="$("${ROOT}/hack/seaweedfs.sh")/weed"
+  inputs="$(inputs_of "$weed" "${SRC}/seaweedfs.Dockerfile")"
+  if current seaweedfs "${SEAWEEDFS_IMG}" "$inputs"; then log "${SEAWEEDFS_IMG}: current"; return 0; fi
+  rm -rf "$ctx"
+  mkdir -p "$ctx"
+  cp "$weed" "$ctx/weed"
+  run docker build -q -f "${SRC}/seaweedfs.Dockerfile" --label "${INPUTS_LABEL}=${inputs}" -t "${SEAWEEDFS_IMG}" "$ctx" >/dev/null
+  finish seaweedfs "$inputs" "${SEAWEEDFS_IMG}"
+}
+
 main() {
   "${ROOT}/hack/kind/docker.sh" up
   use_docker_client
   mkdir -p "${IMAGES_DIR}"
   local targets=("$@") t
   [ ${#targets[@]} -gt 0 ] || targets=(all)
-  [ "${targets[*]}" != all ] || targets=(manager pns-executor busybox entrypoint nonroot)
+  [ "${targets[*]}" != all ] || targets=(manager pns-executor busybox entrypoint nonroot seaweedfs)
   for t in "${targets[@]}"; do
     case "$t" in
       manager) build_go_image manager "${IMG}" ;;
@@ -139,7 +153,8 @@ main() {
       busybox) build_busybox ;;
       entrypoint) build_busybox && build_entrypoint ;;
       nonroot) build_busybox && build_nonroot ;;
-      *) die "unknown image: $t (manager, pns-executor, busybox, entrypoint, nonroot, all)" ;;
+      seaweedfs) build_seaweedfs ;;
+      *) die "unknown image: $t (manager, pns-executor, busybox, entrypoint, nonroot, seaweedfs, all)" ;;
     esac
   done
 }

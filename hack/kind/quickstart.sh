@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The last part of `make quickstart` (after kind-up, images, kind-load and deploy): wait for the
-# manager, run the sample StepRun from config/samples and show `kubectl get stepruns -o wide`.
+# manager, deploy SeaweedFS as the default artifact repository (config/seaweedfs), run the sample
+# StepRun from config/samples and show `kubectl get stepruns -o wide`.
 # Exits non-zero unless the sample ends Succeeded.
 set -euo pipefail
 SCRIPT_NAME=quickstart
@@ -46,6 +47,16 @@ restart_if_stale() {
   fi
 }
 
+# deploy_artifacts: SeaweedFS in pnsflow-system as the default artifact repository, and its
+# credentials Secret in the sample's namespace (a run's executor reads it there, through the
+# kubelet; the manager never does).
+deploy_artifacts() {
+  (cd "${ROOT}" && go tool kustomize build config/seaweedfs) | run k apply -f -
+  run k -n "$NS" rollout status deployment/seaweedfs --timeout="${TIMEOUT}s"
+  k -n default create secret generic pnsflow-artifacts --from-literal=accessKey=pnsflow \
+    --from-literal=secretKey=pnsflow-local-dev-only --dry-run=client -o yaml | run k apply -f -
+}
+
 wait_terminal() {
   local phase="" i
   for ((i = 0; i < TIMEOUT; i++)); do
@@ -60,6 +71,7 @@ main() {
   run k -n "$NS" rollout status deployment/pnsflow-manager --timeout="${TIMEOUT}s"
   restart_if_stale
   check_executor_settings
+  deploy_artifacts
   # A StepRun's spec is immutable and a finished one stays finished: start the sample afresh.
   run k delete steprun "$SAMPLE" --ignore-not-found --wait=true
   (cd "${ROOT}" && go tool kustomize build config/samples) | run k apply -f -

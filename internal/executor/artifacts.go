@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/artifact"
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
@@ -30,6 +31,9 @@ type ArtifactCollector struct {
 	Artifacts []executorconfig.Artifact
 	Mounts    []executorconfig.Mount
 	Uploader  Uploader
+	// VolumesDir is where the executor mounts main's volumes (see openMount); empty means
+	// executorconfig.VolumesDir.
+	VolumesDir string
 }
 
 // Collect stores every artifact and returns what was stored, and a failure when any artifact
@@ -108,6 +112,30 @@ func (c ArtifactCollector) collectOne(ctx context.Context, root *os.File, a exec
 	return &v1alpha1.ArtifactStatus{Name: a.Name, Key: a.Key, Size: size, SHA256: sum}, nil
 }
 
+// uploader stores artifacts with the artifact package's client.
+type uploader struct{ c *artifact.Client }
+
+func (u uploader) Upload(ctx context.Context, key string, r io.Reader) (int64, string, error) {
+	return u.c.UploadFile(ctx, key, r)
+}
+
+// newUploader connects to the run's repository with the credentials the kubelet put in the
+// executor's environment from the repository's Secret.
+func newUploader(repo executorconfig.Repository) (Uploader, error) {
+	creds, err := artifact.CredentialsFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	c, err := artifact.NewClient(context.Background(), artifact.Repository{
+		Endpoint: repo.Endpoint, Bucket: repo.Bucket, Region: repo.Region, Insecure: repo.Insecure,
+		PathStyle: repo.PathStyle, KeyPrefix: repo.KeyPrefix, Credentials: creds,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("artifact repository: %w", err)
+	}
+	return uploader{c}, nil
+}
+
 var errNoRoot = errors.New("main's root was never held")
 
 // open opens p for reading (a file) or listing (a directory), never following a magic link nor
@@ -116,9 +144,9 @@ func (c ArtifactCollector) open(root *os.File, p string) (*os.File, error) {
 	var dirfd int
 	rel := p
 	if m, r, ok := mountFor(c.Mounts, p); ok {
-		fd, err := unix.Open(m.ExecutorPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		fd, err := openMount(c.VolumesDir, m.ExecutorPath)
 		if err != nil {
-			return nil, fmt.Errorf("opening the executor's mount %s: %v", m.ExecutorPath, err)
+			return nil, err
 		}
 		defer unix.Close(fd)
 		dirfd, rel = fd, r

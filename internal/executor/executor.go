@@ -158,6 +158,13 @@ func New(o Options) (*Executor, error) {
 		Grace:     o.Grace,
 		Log:       o.Log,
 	}
+	if len(c.Artifacts) > 0 && c.Repository != nil {
+		up, err := newUploader(*c.Repository)
+		if err != nil {
+			return nil, err
+		}
+		e.Artifacts = &ArtifactCollector{Artifacts: c.Artifacts, Mounts: c.Mounts, Uploader: up}
+	}
 	if adopt {
 		e.AdoptMainIDs = func(pid int) (IDs, error) {
 			ids, err := ReadIDs(o.ProcRoot, pid)

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -83,6 +84,9 @@ type Options struct {
 	WorkflowRunWorkers int
 	Pod                podspec.Config
 	Policy             steprun.Policy
+	// ArtifactRepository is the default artifact repository's ConfigMap; an empty name means
+	// none (runs that store artifacts then need spec.artifactRepositoryRef).
+	ArtifactRepository types.NamespacedName
 	// Clock is injected by tests; nil means the real clock.
 	Clock clock.PassiveClock
 	// SkipNameValidation lets tests start several managers in one process.
@@ -145,6 +149,8 @@ func build(cfg *rest.Config, o Options, ready *readiness) (ctrl.Manager, error) 
 		Pod:                     o.Pod,
 		Policy:                  o.Policy,
 		MaxConcurrentReconciles: o.StepRunWorkers,
+		APIReader:               mgr.GetAPIReader(),
+		ArtifactRepository:      o.ArtifactRepository,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the steprun controller: %w", err)
 	}

@@ -1,0 +1,158 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/artifact"
+	"github.com/pnsflow/pnsflow/internal/testutil"
+)
+
+// The default repository make quickstart deploys (config/seaweedfs) and its dev credentials.
+const (
+	artifactSecret    = "pnsflow-artifacts"
+	artifactAccessKey = "pnsflow"
+	artifactSecretKey = "pnsflow-local-dev-only"
+	artifactBucket    = "pnsflow"
+)
+
+// withArtifactCredentials puts the repository's credentials Secret in ns, as a user would.
+func withArtifactCredentials(ns string) {
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: artifactSecret, Namespace: ns},
+		StringData: map[string]string{"accessKey": artifactAccessKey, "secretKey": artifactSecretKey},
+	}
+	ExpectWithOffset(1, k8s.Create(ctx, s)).To(Succeed())
+}
+
+// repositoryClient reaches the in-cluster SeaweedFS through `kubectl port-forward`, stopped when
+// the spec ends.
+func repositoryClient() *artifact.Client {
+	pfCtx, stop := context.WithCancel(context.Background())
+	DeferCleanup(stop)
+	cmd := exec.CommandContext(pfCtx, kubectlBin, "-n", "pnsflow-system", "port-forward", "svc/seaweedfs", ":8333")
+	cmd.Env = os.Environ()
+	out, err := cmd.StdoutPipe()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(cmd.Start()).To(Succeed())
+	DeferCleanup(func() { _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	Expect(err).NotTo(HaveOccurred(), "port-forward said %q", line)
+	m := regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindStringSubmatch(line)
+	Expect(m).NotTo(BeNil(), "port-forward said %q", line)
+	c, err := artifact.NewClient(ctx, artifact.Repository{
+		Endpoint: "127.0.0.1:" + m[1], Bucket: artifactBucket, Region: artifact.DefaultRegion, Insecure: true, PathStyle: true,
+		Credentials: artifact.Credentials{AccessKeyID: artifactAccessKey, SecretAccessKey: artifactSecretKey},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
+func artifactStatus(sr *v1alpha1.StepRun, name string) *v1alpha1.ArtifactStatus {
+	if sr.Status.Outputs == nil {
+		return nil
+	}
+	for i := range sr.Status.Outputs.Artifacts {
+		if sr.Status.Outputs.Artifacts[i].Name == name {
+			return &sr.Status.Outputs.Artifacts[i]
+		}
+	}
+	return nil
+}
+
+func withArtifact(w *testutil.StepRunWrapper, name, path string) *testutil.StepRunWrapper {
+	if w.Spec.Outputs == nil {
+		w.Spec.Outputs = &v1alpha1.Outputs{}
+	}
+	w.Spec.Outputs.Artifacts = append(w.Spec.Outputs.Artifacts, v1alpha1.OutputArtifact{Name: name, Path: path})
+	return w
+}
+
+var _ = Describe("Output artifacts in the default repository (SeaweedFS)", func() {
+	It("stores a file and a directory tree, byte-equal and checksummed, under the run's own keys", func() {
+		ns := newNamespace("artifacts", nil)
+		withArtifactCredentials(ns)
+		const file = "hello artifact\n"
+		script := `printf 'hello artifact\n' > /tmp/hello.txt
+mkdir -p /work/tree/sub && printf a > /work/tree/a.txt && printf 'b b' > "/work/tree/sub/b é.txt" && ln -s a.txt /work/tree/link
+sleep 1`
+		sr := create(withArtifact(withArtifact(shell(step("store", ns), script), "file", "/tmp/hello.txt"), "tree", "/work/tree").Obj())
+		got := terminal(sr, runTimeout)
+		Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
+
+		sum := sha256.Sum256([]byte(file))
+		f := artifactStatus(got, "file")
+		Expect(f).NotTo(BeNil(), describeStatus(got))
+		Expect(*f).To(Equal(v1alpha1.ArtifactStatus{Name: "file", Key: ns + "/store/file", Size: int64(len(file)), SHA256: hex.EncodeToString(sum[:])}))
+		tree := artifactStatus(got, "tree")
+		Expect(tree).NotTo(BeNil(), describeStatus(got))
+		Expect(tree.Key).To(Equal(ns + "/store/tree"))
+
+		repo := repositoryClient()
+		var buf bytes.Buffer
+		size, sha, err := repo.Download(ctx, f.Key, &buf)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(buf.String()).To(Equal(file))
+		Expect(size).To(Equal(f.Size))
+		Expect(sha).To(Equal(f.SHA256))
+
+		dir := GinkgoT().TempDir()
+		size, sha, err = repo.DownloadAndExtract(ctx, tree.Key, dir)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(size).To(Equal(tree.Size))
+		Expect(sha).To(Equal(tree.SHA256))
+		Expect(os.ReadFile(filepath.Join(dir, "a.txt"))).To(BeEquivalentTo("a"))
+		Expect(os.ReadFile(filepath.Join(dir, "sub", "b é.txt"))).To(BeEquivalentTo("b b"))
+		Expect(os.Readlink(filepath.Join(dir, "link"))).To(Equal("a.txt"))
+	})
+
+	It("ends Error/ArtifactRepositoryUnavailable with the kubelet's message within seconds when the credentials Secret is missing", func() {
+		ns := newNamespace("artifacts-nosecret", nil)
+		sr := create(withArtifact(shell(step("nosecret", ns), "printf x > /tmp/x"), "x", "/tmp/x").Obj())
+		got := terminal(sr, time.Minute)
+		Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunError), describeStatus(got))
+		Expect(got.Status.Reason).To(Equal(v1alpha1.ReasonArtifactRepositoryUnavailable))
+		Expect(got.Status.Message).To(ContainSubstring(artifactSecret))
+		took := got.Status.FinishedAt.Sub(got.CreationTimestamp.Time)
+		Expect(took).To(BeNumerically("<=", 30*time.Second))
+		AddReportEntry("missing artifact Secret → Error after", took.String())
+	})
+
+	It("20 fan-out items each store their own artifact", func() {
+		ns := newNamespace("artifacts-fanout", nil)
+		withArtifactCredentials(ns)
+		st := wstep("gen", `printf "item-{{item}}" > /tmp/out`).Sequence(20)
+		st.Template.Outputs = &v1alpha1.Outputs{Artifacts: []v1alpha1.OutputArtifact{{Name: "out", Path: "/tmp/out"}}}
+		wf := testutil.MakeWorkflowRun("fan", ns).Steps(st).Parallelism(5).Obj()
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		got := workflowTerminal(wf, 10*time.Minute)
+		Expect(got.Status.Phase).To(Equal(v1alpha1.WorkflowRunSucceeded), fmt.Sprintf("%+v", got.Status))
+		keys := map[string]bool{}
+		for i := range 20 {
+			sr := stepRun(ns, fmt.Sprintf("fan-gen-%d", i))
+			a := artifactStatus(sr, "out")
+			Expect(a).NotTo(BeNil(), describeStatus(sr))
+			want := sha256.Sum256(fmt.Appendf(nil, "item-%d", i))
+			Expect(a.SHA256).To(Equal(hex.EncodeToString(want[:])), describeStatus(sr))
+			keys[a.Key] = true
+		}
+		Expect(keys).To(HaveLen(20))
+	})
+})
