@@ -4,6 +4,7 @@ import (
 	"path"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
@@ -50,4 +51,20 @@ func outputArtifacts(sr *v1alpha1.StepRun, repo *executorconfig.Repository) ([]e
 		secret(executorconfig.SecretKeyEnv, executorconfig.SecretSecretKeyKey),
 	}
 	return out, env, nil
+}
+
+// artifactMemoryLimit is the least memory limit of an executor that uploads artifacts: the
+// transfer manager holds a few 8 MiB parts in flight (about 50 MiB at most, measured with a
+// 256 MiB stream) on top of the executor's usual ~20 MiB.
+var artifactMemoryLimit = resource.MustParse("128Mi")
+
+// executorResources raises the memory limit to artifactMemoryLimit when the executor uploads.
+func executorResources(r corev1.ResourceRequirements, uploads bool) corev1.ResourceRequirements {
+	limit, ok := r.Limits[corev1.ResourceMemory]
+	if !uploads || !ok || limit.Cmp(artifactMemoryLimit) >= 0 {
+		return r
+	}
+	r = *r.DeepCopy()
+	r.Limits[corev1.ResourceMemory] = artifactMemoryLimit.DeepCopy()
+	return r
 }

@@ -86,6 +86,12 @@ func TestOutputArtifactsReachTheExecutorWithCredentialsMainNeverSees(t *testing.
 			t.Errorf("main mounts the secret volume %s", m.Name)
 		}
 	}
+	if got := exec.Resources.Limits[corev1.ResourceMemory]; got.Cmp(artifactMemoryLimit) != 0 {
+		t.Errorf("an uploading executor's memory limit = %s, want %s", got.String(), artifactMemoryLimit.String())
+	}
+	if got := container(t, mustBuild(t, stepRun(), cfg), executorconfig.ExecutorContainer).Resources.Limits[corev1.ResourceMemory]; got.String() != "64Mi" {
+		t.Errorf("a run without artifacts: executor memory limit = %s, want the default 64Mi", got.String())
+	}
 	// /tmp/f is an output under /tmp: the emptyDir applies to artifacts too.
 	if !hasVolume(pod, executorconfig.TmpVolume) {
 		t.Error("no /tmp emptyDir for an artifact under /tmp")

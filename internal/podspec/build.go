@@ -322,7 +322,7 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 		RestartPolicy: new(corev1.ContainerRestartPolicyAlways),
 		// kubelet starts main only once this passes, so the /proc watcher exists first.
 		StartupProbe:             startupProbe(cfg.ReadyTimeout),
-		Resources:                cfg.ExecutorResources,
+		Resources:                executorResources(cfg.ExecutorResources, len(artifacts) > 0),
 		VolumeMounts:             mounts,
 		SecurityContext:          executorSecurityContext(sr),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
