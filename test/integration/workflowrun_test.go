@@ -115,6 +115,12 @@ func execute(sr *v1alpha1.StepRun, files map[string]string, log *string) {
 	root, err := os.Open(dir)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	defer root.Close()
+	// The executor's mounts of main's volumes (the /tmp emptyDir among them) are, here, the same
+	// directories of the stand-in root.
+	for i, m := range conf.Mounts {
+		conf.Mounts[i].ExecutorPath = filepath.Join(dir, filepath.FromSlash(m.MainPath))
+		ExpectWithOffset(1, os.MkdirAll(conf.Mounts[i].ExecutorPath, 0o755)).To(Succeed())
+	}
 	collected := executor.Collector{Outputs: conf.Outputs, Mounts: conf.Mounts}.Collect(root)
 	ExpectWithOffset(1, collected.Failure).To(BeNil())
 	outcome := executor.Decide(executor.Termination{ExitCode: 0}, collected, log, time.Second)
