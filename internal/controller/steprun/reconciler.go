@@ -52,6 +52,9 @@ type Reconciler struct {
 	// terminal, so a Pod deleted before its executor reported is recognised as deleted rather
 	// than made again. The executor's first report records podName, which survives restarts.
 	created sync.Map
+	// evicted remembers, by StepRun key, why a Pod seen being evicted went, for when the Pod is
+	// gone before the run is decided.
+	evicted sync.Map
 }
 
 // The manager's RBAC, each rule beside the call that needs it (the executor identity's rules are
@@ -74,6 +77,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, sr); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.created.Delete(req.NamespacedName)
+			r.evicted.Delete(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -86,14 +90,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if sr.Status.Phase.IsTerminal() {
 		r.created.Delete(req.NamespacedName)
+		r.evicted.Delete(req.NamespacedName)
 		return r.recordExitCodeMismatch(ctx, sr, pod)
 	}
 	if pod == nil {
+		if msg, ok := r.evicted.LoadAndDelete(req.NamespacedName); ok {
+			return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonPodEvicted, msg.(string)))
+		}
 		if sr.Status.PodName != "" || r.madePod(sr) {
 			return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonPodDeleted,
 				PodDeletedMessage(podspec.PodName(sr.Name))))
 		}
 		return r.createPod(ctx, sr)
+	}
+	// An evicted Pod may be gone before its run is decided: remember why it went.
+	if msg, ok := EvictionMessage(pod); ok && !pod.DeletionTimestamp.IsZero() {
+		r.evicted.Store(req.NamespacedName, msg)
 	}
 	if !metav1.IsControlledBy(pod, sr) {
 		return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonInvalidPod,

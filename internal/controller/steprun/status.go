@@ -93,6 +93,9 @@ func decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 		// Deleted while running: kubelet stops both containers and publishes no exit code for
 		// main in time for the executor, so the deletion, not the executor, is the cause.
 		if mainDone && executorDone || podDone {
+			if msg, ok := EvictionMessage(pod); ok {
+				return withMain(errorOutcome(v1alpha1.ReasonPodEvicted, msg), main), 0
+			}
 			return withMain(errorOutcome(v1alpha1.ReasonPodDeleted, PodDeletedMessage(pod.Name)), main), 0
 		}
 		return nil, 0 // the executor may still report within its grace period
@@ -217,6 +220,18 @@ func pullWaitRemaining(pod *corev1.Pod, now time.Time, p Policy) time.Duration {
 		}
 	}
 	return 0
+}
+
+// EvictionMessage says why a Pod being deleted was evicted, when its DisruptionTarget condition
+// says so (the Eviction API, a drain, preemption, the taint manager): a deletion the user did not
+// ask for, which must read PodEvicted, not PodDeleted.
+func EvictionMessage(pod *corev1.Pod) (string, bool) {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+			return fmt.Sprintf("the Pod was evicted (%s): %s", c.Reason, c.Message), true
+		}
+	}
+	return "", false
 }
 
 // PodDeletedMessage explains a run whose Pod was deleted before it reported.

@@ -163,6 +163,10 @@ func TestDecide(t *testing.T) {
 		{name: "missing ConfigMap past the grace period", sr: stepRun(v1alpha1.StepRunPending, nil),
 			pod: testPod(sidecar(running()), container("main", waiting("CreateContainerConfigError"))), now: t0.Add(2 * time.Minute),
 			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonContainerCreateFailed, Message: "container main: CreateContainerConfigError: details", MainNeverStarted: true}},
+		{name: "evicted through the Eviction API: PodEvicted, not PodDeleted", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(podPhase(corev1.PodFailed, ""), evicting(), sidecar(exited(143, "Error")), container("main", exited(137, "Error"))),
+			want: withTimes(Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonPodEvicted,
+				Message: "the Pod was evicted (EvictionByEvictionAPI): Eviction API: evicting"}, 137)},
 		{name: "the executor cannot get the artifact repository's Secret: unavailable at once", sr: stepRun(v1alpha1.StepRunPending, nil),
 			pod: testPod(podPhase(corev1.PodPending, ""), sidecar(waiting("CreateContainerConfigError")), container("main", waiting("PodInitializing"))), now: t0.Add(2 * time.Second),
 			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonArtifactRepositoryUnavailable, Message: "container pns-executor: CreateContainerConfigError: details", MainNeverStarted: true}},
@@ -195,5 +199,15 @@ func TestExitCodeMismatch(t *testing.T) {
 	}
 	if _, bad := ExitCodeMismatch(sr, testPod(container("main", running()))); bad {
 		t.Error("a running main cannot disagree")
+	}
+}
+
+// evicting marks a Pod as the Eviction API leaves it: being deleted, with a DisruptionTarget condition.
+func evicting() podOpt {
+	return func(p *corev1.Pod) {
+		now := metav1.Now()
+		p.DeletionTimestamp = &now
+		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget,
+			Status: corev1.ConditionTrue, Reason: "EvictionByEvictionAPI", Message: "Eviction API: evicting"})
 	}
 }
