@@ -53,6 +53,12 @@ restart_if_stale() {
 deploy_artifacts() {
   (cd "${ROOT}" && go tool kustomize build config/seaweedfs) | run k apply -f -
   run k -n "$NS" rollout status deployment/seaweedfs --timeout="${TIMEOUT}s"
+  # The offline kind cluster runs no cluster DNS: name the Service by its IP in the repository.
+  local ip
+  ip="$(k -n "$NS" get service seaweedfs -o jsonpath='{.spec.clusterIP}')"
+  [ -n "$ip" ] || die "the seaweedfs Service has no cluster IP"
+  run k -n "$NS" patch configmap pnsflow-artifact-repository --type merge \
+    -p "{\"data\":{\"endpoint\":\"http://${ip}:8333\"}}"
   k -n default create secret generic pnsflow-artifacts --from-literal=accessKey=pnsflow \
     --from-literal=secretKey=pnsflow-local-dev-only --dry-run=client -o yaml | run k apply -f -
 }

@@ -53,8 +53,11 @@ func repositoryClient() *artifact.Client {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(cmd.Start()).To(Succeed())
 	DeferCleanup(func() { _ = cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	Expect(err).NotTo(HaveOccurred(), "port-forward said %q", line)
+	// Bounded: a port-forward that never says where it listens must fail the spec, not hang it.
+	lines := make(chan string, 1)
+	go func() { l, _ := bufio.NewReader(out).ReadString('\n'); lines <- l }()
+	var line string
+	Eventually(lines, "60s").Should(Receive(&line), "kubectl port-forward never said where it listens")
 	m := regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindStringSubmatch(line)
 	Expect(m).NotTo(BeNil(), "port-forward said %q", line)
 	c, err := artifact.NewClient(ctx, artifact.Repository{
