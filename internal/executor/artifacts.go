@@ -155,21 +155,14 @@ func (c ArtifactCollector) open(root *os.File, p string) (*os.File, error) {
 	} else {
 		dirfd = int(root.Fd())
 	}
-	how := &unix.OpenHow{
+	fd, err := openat2Retry(dirfd, rel, &unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return nil, err
 	}
-	for range 16 { // EAGAIN: a concurrent rename raced the lookup; EINTR: a signal
-		fd, err := unix.Openat2(dirfd, rel, how)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return os.NewFile(uintptr(fd), p), nil
-	}
-	return nil, unix.EAGAIN
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // writeTgz writes f as a tar+gzip archive: a directory's tree (names relative to it), or one file.

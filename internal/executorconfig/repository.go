@@ -89,11 +89,3 @@ func ParseRepository(data map[string]string) (Repository, error) {
 	}
 	return r, nil
 }
-
-// URL is the repository's endpoint as a URL.
-func (r Repository) URL() string {
-	if r.Insecure {
-		return "http://" + r.Endpoint
-	}
-	return "https://" + r.Endpoint
-}
