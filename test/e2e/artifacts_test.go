@@ -46,13 +46,14 @@ func withArtifactCredentials(ns string) {
 // the spec ends.
 func repositoryClient() *artifact.Client {
 	pfCtx, stop := context.WithCancel(context.Background())
-	DeferCleanup(stop)
 	cmd := exec.CommandContext(pfCtx, kubectlBin, "-n", "pnsflow-system", "port-forward", "svc/seaweedfs", ":8333")
 	cmd.Env = os.Environ()
 	out, err := cmd.StdoutPipe()
 	Expect(err).NotTo(HaveOccurred())
 	Expect(cmd.Start()).To(Succeed())
-	DeferCleanup(func() { _ = cmd.Wait() })
+	// One cleanup, stop before wait: cleanups run last-in first-out, so two separate ones would
+	// wait for a port-forward nobody has stopped yet.
+	DeferCleanup(func() { stop(); _ = cmd.Wait() })
 	// Bounded: a port-forward that never says where it listens must fail the spec, not hang it.
 	lines := make(chan string, 1)
 	go func() { l, _ := bufio.NewReader(out).ReadString('\n'); lines <- l }()
