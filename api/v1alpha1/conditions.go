@@ -75,8 +75,12 @@ const (
 	ReasonArtifactRepositoryUnavailable = "ArtifactRepositoryUnavailable"
 	// ReasonArtifactUploadFailed: storing an output artifact failed after retries.
 	ReasonArtifactUploadFailed = "ArtifactUploadFailed"
-	// ReasonArtifactNotFound: a non-optional output artifact's path does not exist.
+	// ReasonArtifactNotFound: a non-optional output artifact's path does not exist (Failed), or a
+	// non-optional input artifact's object does not exist (Error).
 	ReasonArtifactNotFound = "ArtifactNotFound"
+	// ReasonArtifactLoadFailed: loading an input artifact failed: the repository refused or
+	// failed after retries, or its archive was refused (an entry outside the target).
+	ReasonArtifactLoadFailed = "ArtifactLoadFailed"
 )
 
 // mainStartFailures are the terminated reasons the kubelet gives a container the runtime could

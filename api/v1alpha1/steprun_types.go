@@ -167,6 +167,52 @@ type Inputs struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	Parameters []InputParameter `json:"parameters,omitempty"`
+	// artifacts are loaded from the run's artifact repository into main's filesystem before
+	// main starts, by an init container (see docs/architecture.md, "Input artifacts").
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	// +optional
+	Artifacts []InputArtifact `json:"artifacts,omitempty"`
+}
+
+// InputArtifact is an object of the artifact repository placed at path in main's filesystem
+// before main starts: a file as is, a tgz archive extracted into a directory.
+type InputArtifact struct {
+	// name is DNS-label-like: lower-case letters, digits and '-'.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+	// path is where main sees the artifact: an absolute path outside /pnsflow, not "/", without
+	// "." or ".." segments. Two inputs cannot share a path (the run ends Error/InvalidPod).
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="path must be absolute (start with '/')"
+	// +kubebuilder:validation:XValidation:rule="!(self == '/pnsflow' || self.startsWith('/pnsflow/'))",message="paths under /pnsflow are reserved for pnsflow"
+	// +kubebuilder:validation:Pattern=`^(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))+/?$`
+	// +required
+	Path string `json:"path"`
+	// key is the object's full key in the repository's bucket, as status.outputs.artifacts
+	// records it: <keyPrefix>/<namespace>/<steprun>/<name>. It must lie under the run's own
+	// namespace (<keyPrefix>/<namespace>/), or the run ends Error/InvalidSpec before any Pod
+	// exists. It is relative, without empty, "." or ".." segments. In a WorkflowRun,
+	// {{steps.<step>.outputs.artifacts.<name>}} is such a key.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))*$`
+	// +required
+	Key string `json:"key"`
+	// optional: a missing object is skipped (main then finds an empty directory at path) instead
+	// of ending the run Error/ArtifactNotFound.
+	// +optional
+	Optional bool `json:"optional,omitempty"`
+	// archive says how the object is stored: "none" (a file, placed at path as is) or "tgz" (a
+	// tar+gzip archive, extracted into a directory at path). Empty means as the executor stored
+	// it (recorded with the object), else none.
+	// +kubebuilder:validation:Enum=none;tgz
+	// +optional
+	Archive string `json:"archive,omitempty"`
 }
 
 // InputParameter is one named input value.
@@ -356,6 +402,10 @@ type ArtifactStatus struct {
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	SHA256 string `json:"sha256,omitempty"`
+	// archive is how the object is stored: none (the file as is) or tgz.
+	// +kubebuilder:validation:Enum=none;tgz
+	// +optional
+	Archive string `json:"archive,omitempty"`
 }
 
 // StepRun runs one container to completion in a Pod watched by the PNS executor.

@@ -23,8 +23,8 @@ const (
 // Reasons on a WorkflowRun.
 const (
 	ReasonPending = "Pending"
-	// ReasonInvalidSpec: the definition cannot run (cycle, unknown reference, invalid CEL);
-	// nothing was started.
+	// ReasonInvalidSpec: the definition cannot run (cycle, unknown reference, invalid CEL; on a
+	// StepRun, an input artifact key outside its namespace); nothing was started.
 	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonStepFailed: a step failed after its retries.
 	ReasonStepFailed = "StepFailed"

@@ -3,6 +3,7 @@
 //
 //	pns-executor run [--proc=/proc] [--grace=15s] [-v=0]   watch main and report (the container's command)
 //	pns-executor ready [--timeout=30s]                     wait until run watches /proc (the startup probe)
+//	pns-executor load [--termination-log=PATH]             load input artifacts (the init container)
 //	pns-executor version
 //
 // Exit codes: 0 done (reported, or the StepRun was already terminal), 1 failed, 2 usage,
@@ -23,8 +24,11 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/artifact"
 	"github.com/pnsflow/pnsflow/internal/executor"
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
+	"github.com/pnsflow/pnsflow/internal/loader"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -43,7 +47,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: pns-executor run|ready|version [flags]")
+		fmt.Fprintln(stderr, "usage: pns-executor run|ready|load|version [flags]")
 		return exitUsage
 	}
 	switch args[0] {
@@ -51,11 +55,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runExecutor(args[1:], stderr)
 	case "ready":
 		return ready(args[1:], stderr)
+	case "load":
+		return load(args[1:], stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "pns-executor: unknown command %q; want run, ready or version\n", args[0])
+		fmt.Fprintf(stderr, "pns-executor: unknown command %q; want run, ready, load or version\n", args[0])
 		return exitUsage
 	}
 }
@@ -123,6 +129,41 @@ func ready(args []string, stderr io.Writer) int {
 	if err := executor.WaitReady(ctx, *addr); err != nil {
 		fmt.Fprintf(stderr, "pns-executor ready: %v\n", err)
 		return exitFailed
+	}
+	return exitOK
+}
+
+func load(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	terminationLog := fs.String("termination-log", "/dev/termination-log", "where to write why loading failed, for the controller")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	log := executor.NewLogger(stderr, 0)
+	fail := func(f *loader.Failure) int {
+		log.Info("Loading input artifacts failed", "reason", f.Reason, "message", f.Message)
+		if err := os.WriteFile(*terminationLog, []byte(f.Encode()), 0o644); err != nil {
+			log.Error(err, "Writing the termination message", "path", *terminationLog)
+		}
+		return exitFailed
+	}
+	cfg, err := executorconfig.DecodeLoader(os.Getenv(executorconfig.LoaderConfigEnv))
+	if err != nil {
+		return fail(&loader.Failure{Reason: v1alpha1.ReasonArtifactLoadFailed, Message: err.Error()})
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	repo, err := artifact.ClientFromEnv(ctx, cfg.Repository)
+	if err != nil {
+		return fail(&loader.Failure{Reason: v1alpha1.ReasonArtifactLoadFailed, Message: err.Error()})
+	}
+	loaded, f := loader.Load(ctx, repo, cfg.Inputs)
+	for _, l := range loaded {
+		log.Info("Loaded input artifact", "name", l.Name, "key", l.Key, "archive", l.Archive, "size", l.Size, "sha256", l.SHA256)
+	}
+	if f != nil {
+		return fail(f)
 	}
 	return exitOK
 }

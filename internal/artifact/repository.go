@@ -1,9 +1,12 @@
 package artifact
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
 // The repository's defaults and the credentials' env vars. The ConfigMap that describes a
@@ -78,6 +81,24 @@ func CredentialsFromEnv() (Credentials, error) {
 	}
 	if len(missing) > 0 {
 		return Credentials{}, fmt.Errorf("artifact repository credentials: %s not set (they come from the repository's Secret)", strings.Join(missing, " and "))
+	}
+	return c, nil
+}
+
+// ClientFromEnv connects to repo, as the Pod builder described it to the executor or the loader,
+// with the credentials the kubelet put in the container's environment from the repository's
+// Secret.
+func ClientFromEnv(ctx context.Context, repo executorconfig.Repository) (*Client, error) {
+	creds, err := CredentialsFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	c, err := NewClient(ctx, Repository{
+		Endpoint: repo.Endpoint, Bucket: repo.Bucket, Region: repo.Region, Insecure: repo.Insecure,
+		PathStyle: repo.PathStyle, KeyPrefix: repo.KeyPrefix, Credentials: creds,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("artifact repository: %w", err)
 	}
 	return c, nil
 }

@@ -17,12 +17,19 @@ import (
 // both computed on the way through. Input larger than one part goes up as a multipart upload of
 // bounded memory; a failed one is aborted, so no partial object is ever visible under key.
 func (c *Client) UploadFile(ctx context.Context, key string, r io.Reader) (size int64, sha256Hex string, err error) {
+	return c.Upload(ctx, key, ArchiveNone, r)
+}
+
+// Upload is UploadFile for content stored as archive (ArchiveNone, or ArchiveTgz with r the
+// archive), recorded with the object so a loader knows whether to extract it.
+func (c *Client) Upload(ctx context.Context, key, archive string, r io.Reader) (size int64, sha256Hex string, err error) {
 	d := newDigest()
 	in := &transfermanager.UploadObjectInput{
 		Bucket: aws.String(c.repo.Bucket),
 		Key:    aws.String(key),
 		// The tee hides r's Seek, so the transfer manager never rewinds past bytes it hashed.
-		Body: io.TeeReader(r, d),
+		Body:     io.TeeReader(r, d),
+		Metadata: map[string]string{archiveMetadata: archive},
 	}
 	if n, ok := remaining(r); ok {
 		// Lets the SDK raise the part size for streams beyond 10 000 default parts.
@@ -63,7 +70,7 @@ func (c *Client) UploadDir(ctx context.Context, key, dir string) (size int64, sh
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	size, sha256Hex, upErr := c.UploadFile(ctx, key, pr)
+	size, sha256Hex, upErr := c.Upload(ctx, key, ArchiveTgz, pr)
 	// Unblocks the archiver if the upload stopped reading early.
 	pr.CloseWithError(errUploadEnded)
 	if tarErr := <-done; tarErr != nil && !errors.Is(tarErr, errUploadEnded) {

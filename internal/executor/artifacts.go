@@ -19,9 +19,9 @@ import (
 )
 
 // Uploader stores one object, streaming: it never holds the whole content, and returns its size
-// and sha256 (hex) as stored.
+// and sha256 (hex) as stored. archive (none or tgz) is recorded with the object.
 type Uploader interface {
-	Upload(ctx context.Context, key string, r io.Reader) (size int64, sha256 string, err error)
+	Upload(ctx context.Context, key, archive string, r io.Reader) (size int64, sha256 string, err error)
 }
 
 // ArtifactCollector stores main's output artifacts after main exited. Paths are found exactly
@@ -89,15 +89,15 @@ func (c ArtifactCollector) collectOne(ctx context.Context, root *os.File, a exec
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	archive := a.Archive
 	if archive == "" {
-		archive = map[bool]string{true: "tgz", false: "none"}[isDir]
+		archive = map[bool]string{true: executorconfig.ArchiveTgz, false: executorconfig.ArchiveNone}[isDir]
 	}
 	var content io.Reader
 	switch {
-	case isDir && archive == "none":
+	case isDir && archive == executorconfig.ArchiveNone:
 		return nil, &outputError{v1alpha1.ReasonOutputUnreadable, fmt.Sprintf("artifact %q: %s is a directory; a directory is stored as tgz", a.Name, a.Path)}
 	case !isDir && st.Mode&unix.S_IFMT != unix.S_IFREG:
 		return nil, &outputError{v1alpha1.ReasonOutputUnreadable, fmt.Sprintf("artifact %q: %s is not a regular file or a directory", a.Name, a.Path)}
-	case archive == "tgz":
+	case archive == executorconfig.ArchiveTgz:
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(writeTgz(pw, f, isDir, path.Base(p))) }()
 		defer pr.Close()
@@ -105,35 +105,17 @@ func (c ArtifactCollector) collectOne(ctx context.Context, root *os.File, a exec
 	default:
 		content = f
 	}
-	size, sum, err := c.Uploader.Upload(ctx, a.Key, content)
+	size, sum, err := c.Uploader.Upload(ctx, a.Key, archive, content)
 	if err != nil {
 		return nil, &outputError{v1alpha1.ReasonArtifactUploadFailed, fmt.Sprintf("artifact %q: storing %s as %s: %v", a.Name, a.Path, a.Key, err)}
 	}
-	return &v1alpha1.ArtifactStatus{Name: a.Name, Key: a.Key, Size: size, SHA256: sum}, nil
-}
-
-// uploader stores artifacts with the artifact package's client.
-type uploader struct{ c *artifact.Client }
-
-func (u uploader) Upload(ctx context.Context, key string, r io.Reader) (int64, string, error) {
-	return u.c.UploadFile(ctx, key, r)
+	return &v1alpha1.ArtifactStatus{Name: a.Name, Key: a.Key, Size: size, SHA256: sum, Archive: archive}, nil
 }
 
 // newUploader connects to the run's repository with the credentials the kubelet put in the
 // executor's environment from the repository's Secret.
 func newUploader(repo executorconfig.Repository) (Uploader, error) {
-	creds, err := artifact.CredentialsFromEnv()
-	if err != nil {
-		return nil, err
-	}
-	c, err := artifact.NewClient(context.Background(), artifact.Repository{
-		Endpoint: repo.Endpoint, Bucket: repo.Bucket, Region: repo.Region, Insecure: repo.Insecure,
-		PathStyle: repo.PathStyle, KeyPrefix: repo.KeyPrefix, Credentials: creds,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("artifact repository: %w", err)
-	}
-	return uploader{c}, nil
+	return artifact.ClientFromEnv(context.Background(), repo)
 }
 
 var errNoRoot = errors.New("main's root was never held")

@@ -23,11 +23,12 @@ import (
 
 // recordingUploader keeps what the collector streams, as a repository would store it.
 type recordingUploader struct {
-	objects map[string][]byte
-	err     error
+	objects  map[string][]byte
+	archives map[string]string
+	err      error
 }
 
-func (u *recordingUploader) Upload(_ context.Context, key string, r io.Reader) (int64, string, error) {
+func (u *recordingUploader) Upload(_ context.Context, key, archive string, r io.Reader) (int64, string, error) {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return 0, "", err
@@ -36,9 +37,9 @@ func (u *recordingUploader) Upload(_ context.Context, key string, r io.Reader) (
 		return 0, "", u.err
 	}
 	if u.objects == nil {
-		u.objects = map[string][]byte{}
+		u.objects, u.archives = map[string][]byte{}, map[string]string{}
 	}
-	u.objects[key] = b
+	u.objects[key], u.archives[key] = b, archive
 	sum := sha256.Sum256(b)
 	return int64(len(b)), hex.EncodeToString(sum[:]), nil
 }
@@ -110,8 +111,13 @@ func TestArtifactsThroughMainsRootAndMounts(t *testing.T) {
 		t.Fatalf("Collect failed: %+v", failure)
 	}
 	var names []string
+	archives := map[string]string{}
 	for _, s := range stored {
 		names = append(names, s.Name)
+		archives[s.Name] = s.Archive
+		if up.archives[s.Key] != s.Archive {
+			t.Errorf("%s: stored as %q, status says %q", s.Name, up.archives[s.Key], s.Archive)
+		}
 		sum := sha256.Sum256(up.objects[s.Key])
 		if s.Size != int64(len(up.objects[s.Key])) || s.SHA256 != hex.EncodeToString(sum[:]) {
 			t.Errorf("%s: status %+v does not describe the stored %d bytes", s.Name, s, len(up.objects[s.Key]))
@@ -120,6 +126,11 @@ func TestArtifactsThroughMainsRootAndMounts(t *testing.T) {
 	sort.Strings(names)
 	if diff := cmp.Diff([]string{"file", "file-tgz", "tree", "vol"}, names); diff != "" {
 		t.Errorf("stored artifacts (-want +got):\n%s", diff)
+	}
+	// A file is stored as is and a directory as tgz unless the artifact says otherwise.
+	wantArchives := map[string]string{"file": "none", "file-tgz": "tgz", "tree": "tgz", "vol": "none"}
+	if diff := cmp.Diff(wantArchives, archives); diff != "" {
+		t.Errorf("archives (-want +got):\n%s", diff)
 	}
 	if got := string(up.objects["ns/run/file"]); got != "one file" {
 		t.Errorf("file = %q", got)

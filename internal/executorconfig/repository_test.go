@@ -51,3 +51,25 @@ func TestParseRepository(t *testing.T) {
 		})
 	}
 }
+
+func TestLoaderFailureRoundTripsWithinKubeletsLimit(t *testing.T) {
+	for name, msg := range map[string]string{
+		"short":           "input artifact \"a\": key ns/x/a does not exist",
+		"long":            strings.Repeat("é\"<", 5000),
+		"exactly escaped": strings.Repeat("\n", 3000),
+	} {
+		enc := LoaderFailure{Reason: "ArtifactNotFound", Message: msg}.Encode()
+		if len(enc) > maxTerminationMessage {
+			t.Errorf("%s: encoded to %d bytes, over kubelet's %d", name, len(enc), maxTerminationMessage)
+		}
+		got, ok := DecodeLoaderFailure(enc)
+		if !ok || got.Reason != "ArtifactNotFound" || !strings.HasPrefix(msg, got.Message) || got.Message == "" {
+			t.Errorf("%s: decoded %+v, %v; want the reason and a prefix of the message", name, got, ok)
+		}
+	}
+	for _, notOne := range []string{"", "panic: boom", `{"message":"no reason"}`} {
+		if _, ok := DecodeLoaderFailure(notOne); ok {
+			t.Errorf("DecodeLoaderFailure(%q) took it for a loader's message", notOne)
+		}
+	}
+}

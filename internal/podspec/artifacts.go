@@ -10,8 +10,12 @@ import (
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
-// UsesArtifacts reports whether the run stores artifacts, and so needs a repository.
+// UsesArtifacts reports whether the run stores or loads artifacts, and so needs a repository.
 func UsesArtifacts(spec *v1alpha1.StepRunSpec) bool {
+	return hasOutputArtifacts(spec) || HasInputArtifacts(spec)
+}
+
+func hasOutputArtifacts(spec *v1alpha1.StepRunSpec) bool {
 	return spec.Outputs != nil && len(spec.Outputs.Artifacts) > 0
 }
 
@@ -25,14 +29,13 @@ func ArtifactKey(keyPrefix, namespace, stepRun, name string) string {
 	return key
 }
 
-// outputArtifacts lists the executor's artifacts, each with its key, and the env vars that give
-// the executor (never main) the repository's credentials.
-func outputArtifacts(sr *v1alpha1.StepRun, repo *executorconfig.Repository) ([]executorconfig.Artifact, []corev1.EnvVar, error) {
-	if !UsesArtifacts(&sr.Spec) {
-		return nil, nil, nil
+// outputArtifacts lists the executor's artifacts, each with its key.
+func outputArtifacts(sr *v1alpha1.StepRun, repo *executorconfig.Repository) ([]executorconfig.Artifact, error) {
+	if !hasOutputArtifacts(&sr.Spec) {
+		return nil, nil
 	}
 	if repo == nil {
-		return nil, nil, invalid("spec.outputs.artifacts: no artifact repository configured")
+		return nil, invalid("spec.outputs.artifacts: no artifact repository configured")
 	}
 	var out []executorconfig.Artifact
 	for _, a := range sr.Spec.Outputs.Artifacts {
@@ -41,16 +44,21 @@ func outputArtifacts(sr *v1alpha1.StepRun, repo *executorconfig.Repository) ([]e
 			Key: ArtifactKey(repo.KeyPrefix, sr.Namespace, sr.Name, a.Name),
 		})
 	}
+	return out, nil
+}
+
+// credentialEnv gives a container (the executor or the loader, never main) the repository's
+// credentials, which the kubelet reads from its Secret.
+func credentialEnv(repo *executorconfig.Repository) []corev1.EnvVar {
 	secret := func(env, key string) corev1.EnvVar {
 		return corev1.EnvVar{Name: env, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: repo.SecretName}, Key: key,
 		}}}
 	}
-	env := []corev1.EnvVar{
+	return []corev1.EnvVar{
 		secret(executorconfig.AccessKeyEnv, executorconfig.SecretAccessKeyKey),
 		secret(executorconfig.SecretKeyEnv, executorconfig.SecretSecretKeyKey),
 	}
-	return out, env, nil
 }
 
 // artifactMemoryLimit is the least memory limit of an executor that uploads artifacts: the

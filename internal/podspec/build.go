@@ -78,6 +78,13 @@ func build(sr *v1alpha1.StepRun, cfg Config) (*corev1.Pod, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
+	if err := validateInputs(spec); err != nil {
+		return nil, err
+	}
+	if err := CheckInputKeys(sr, cfg.Repository); err != nil {
+		return nil, err
+	}
+	addInputMounts(spec)
 	if needsTmpVolume(spec) {
 		spec.Volumes = append(spec.Volumes, corev1.Volume{
 			Name:         executorconfig.TmpVolume,
@@ -94,6 +101,16 @@ func build(sr *v1alpha1.StepRun, cfg Config) (*corev1.Pod, error) {
 	executor, err := executorContainer(sr, spec, cfg, podName, !automount)
 	if err != nil {
 		return nil, err
+	}
+	initContainers := []corev1.Container{executor}
+	if HasInputArtifacts(spec) {
+		loader, err := loaderContainer(sr, cfg, credentialEnv(cfg.Repository))
+		if err != nil {
+			return nil, err
+		}
+		// First: the executor starts once the inputs are in place, and a failed load ends the Pod
+		// before any of it ran.
+		initContainers = append([]corev1.Container{loader}, initContainers...)
 	}
 
 	volumes := append(spec.Volumes, corev1.Volume{
@@ -140,10 +157,10 @@ func build(sr *v1alpha1.StepRun, cfg Config) (*corev1.Pod, error) {
 			ImagePullSecrets:             spec.ImagePullSecrets,
 			SecurityContext:              spec.PodSecurityContext,
 			ActiveDeadlineSeconds:        spec.ActiveDeadlineSeconds,
-			// The executor is a native sidecar: kubelet starts it first, starts main only once its
-			// startup probe passes, restarts it when it fails while main runs, and stops it after
+			// The executor is a native sidecar: kubelet starts it (after the loader, when the run
+			// has input artifacts), starts main only once its startup probe passes, restarts it when it fails while main runs, and stops it after
 			// main ends. The Pod's phase then follows main alone.
-			InitContainers: []corev1.Container{executor},
+			InitContainers: initContainers,
 			Containers:     []corev1.Container{mainContainer(spec, sr.UID)},
 			Volumes:        volumes,
 		},
@@ -282,13 +299,14 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 		})
 	}
 
-	artifacts, credentials, err := outputArtifacts(sr, cfg.Repository)
+	artifacts, err := outputArtifacts(sr, cfg.Repository)
 	if err != nil {
 		return corev1.Container{}, err
 	}
 	var repo *executorconfig.Repository
+	var credentials []corev1.EnvVar
 	if len(artifacts) > 0 {
-		repo = cfg.Repository
+		repo, credentials = cfg.Repository, credentialEnv(cfg.Repository)
 	}
 	var outputs []executorconfig.Output
 	if spec.Outputs != nil {

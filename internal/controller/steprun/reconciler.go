@@ -147,6 +147,9 @@ func (r *Reconciler) createPod(ctx context.Context, sr *v1alpha1.StepRun) (ctrl.
 			return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonArtifactRepositoryUnavailable, msg))
 		}
 		cfg.Repository = repo
+		if err := podspec.CheckInputKeys(sr, repo); err != nil {
+			return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonInvalidSpec, err.Error()))
+		}
 	}
 	pod, err := podspec.Build(sr, cfg)
 	if errors.Is(err, podspec.ErrInvalidStepRun) {

@@ -89,6 +89,10 @@ func decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 		}
 	}
 
+	if o := loaderFailure(pod); o != nil {
+		return o, 0
+	}
+
 	if !pod.DeletionTimestamp.IsZero() {
 		// Deleted while running: kubelet stops both containers and publishes no exit code for
 		// main in time for the executor, so the deletion, not the executor, is the cause.
@@ -200,9 +204,10 @@ func waitingFailure(pod *corev1.Pod, now time.Time, p Policy) *Outcome {
 		}
 		msg := fmt.Sprintf("container %s: %s: %s", cs.Name, w.Reason, w.Message)
 		switch {
-		// The executor's only Secret is the artifact repository's: the kubelet cannot give it
-		// the credentials, and waiting will not make the Secret appear.
-		case cs.Name == executorconfig.ExecutorContainer && w.Reason == "CreateContainerConfigError":
+		// The executor's and the loader's only Secret is the artifact repository's: the kubelet
+		// cannot give them the credentials, and waiting will not make the Secret appear.
+		case (cs.Name == executorconfig.ExecutorContainer || cs.Name == executorconfig.LoaderContainer) &&
+			w.Reason == "CreateContainerConfigError":
 			return errorOutcome(v1alpha1.ReasonArtifactRepositoryUnavailable, msg)
 		case permanentImageReasons[w.Reason], imagePullReasons[w.Reason] && expired:
 			return errorOutcome(v1alpha1.ReasonImagePullFailed, msg)
@@ -220,6 +225,34 @@ func pullWaitRemaining(pod *corev1.Pod, now time.Time, p Policy) time.Duration {
 		}
 	}
 	return 0
+}
+
+// loaderReasons are the reasons a loader may give; anything else reads ArtifactLoadFailed.
+var loaderReasons = map[string]bool{v1alpha1.ReasonArtifactNotFound: true, v1alpha1.ReasonArtifactLoadFailed: true}
+
+// loaderFailure ends a run whose input artifacts could not be loaded, with the reason the loader
+// wrote as its termination message (or what kubelet says when it wrote none: killed, OOM).
+func loaderFailure(pod *corev1.Pod) *Outcome {
+	var t *corev1.ContainerStateTerminated
+	for i := range pod.Status.InitContainerStatuses {
+		if cs := &pod.Status.InitContainerStatuses[i]; cs.Name == executorconfig.LoaderContainer {
+			t = cs.State.Terminated
+		}
+	}
+	if t == nil || t.ExitCode == 0 {
+		return nil
+	}
+	if f, ok := executorconfig.DecodeLoaderFailure(t.Message); ok && loaderReasons[f.Reason] {
+		return errorOutcome(f.Reason, f.Message)
+	}
+	msg := fmt.Sprintf("loading input artifacts failed: container %s ended with exit code %d", executorconfig.LoaderContainer, t.ExitCode)
+	if t.Reason != "" {
+		msg += " (" + t.Reason + ")"
+	}
+	if t.Message != "" {
+		msg += ": " + t.Message
+	}
+	return errorOutcome(v1alpha1.ReasonArtifactLoadFailed, msg)
 }
 
 // EvictionMessage says why a Pod being deleted was evicted, when its DisruptionTarget condition

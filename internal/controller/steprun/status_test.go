@@ -42,6 +42,19 @@ func sidecar(state corev1.ContainerState, restarts ...int32) podOpt {
 	}
 }
 
+// loader is the input loader's status, an init container before the executor.
+func loader(state corev1.ContainerState) podOpt {
+	return func(p *corev1.Pod) {
+		p.Status.InitContainerStatuses = append(p.Status.InitContainerStatuses, corev1.ContainerStatus{Name: "load-artifacts", State: state})
+	}
+}
+
+func loaderExit(code int32, reason, message string) corev1.ContainerState {
+	st := exited(code, reason)
+	st.Terminated.Message = message
+	return st
+}
+
 func podPhase(phase corev1.PodPhase, reason string) podOpt {
 	return func(p *corev1.Pod) { p.Status.Phase, p.Status.Reason = phase, reason }
 }
@@ -170,6 +183,24 @@ func TestDecide(t *testing.T) {
 		{name: "the executor cannot get the artifact repository's Secret: unavailable at once", sr: stepRun(v1alpha1.StepRunPending, nil),
 			pod: testPod(podPhase(corev1.PodPending, ""), sidecar(waiting("CreateContainerConfigError")), container("main", waiting("PodInitializing"))), now: t0.Add(2 * time.Second),
 			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonArtifactRepositoryUnavailable, Message: "container pns-executor: CreateContainerConfigError: details", MainNeverStarted: true}},
+		{name: "a missing input: the loader's reason and message", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(podPhase(corev1.PodFailed, ""), loader(loaderExit(1, "Error", `{"reason":"ArtifactNotFound","message":"input artifact \"a\": key ns/x/a does not exist"}`)),
+				sidecar(waiting("PodInitializing")), container("main", waiting("PodInitializing"))),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonArtifactNotFound,
+				Message: `input artifact "a": key ns/x/a does not exist`, MainNeverStarted: true}},
+		{name: "a loader killed before it said why: what kubelet knows", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(podPhase(corev1.PodFailed, ""), loader(loaderExit(137, "OOMKilled", "")), container("main", waiting("PodInitializing"))),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonArtifactLoadFailed,
+				Message: "loading input artifacts failed: container load-artifacts ended with exit code 137 (OOMKilled)", MainNeverStarted: true}},
+		{name: "a loader's reason that is not one it may give reads ArtifactLoadFailed", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(podPhase(corev1.PodFailed, ""), loader(loaderExit(1, "Error", `{"reason":"Succeeded","message":"no"}`)), container("main", waiting("PodInitializing"))),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonArtifactLoadFailed,
+				Message: `loading input artifacts failed: container load-artifacts ended with exit code 1 (Error): {"reason":"Succeeded","message":"no"}`, MainNeverStarted: true}},
+		{name: "inputs loaded: the executor is in charge", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(loader(exited(0, "Completed")), sidecar(running()), container("main", running()))},
+		{name: "the loader cannot get the artifact repository's Secret: unavailable at once", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(podPhase(corev1.PodPending, ""), loader(waiting("CreateContainerConfigError")), container("main", waiting("PodInitializing"))), now: t0.Add(2 * time.Second),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonArtifactRepositoryUnavailable, Message: "container load-artifacts: CreateContainerConfigError: details", MainNeverStarted: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -84,10 +84,11 @@ func Compile(wfr *v1alpha1.WorkflowRun) (*Plan, error) {
 	}
 	all := map[string]bool{}
 	outputs := map[string]map[string]bool{}
+	artifacts := map[string]map[string]bool{}
 	for i := range spec.Steps {
 		s := &spec.Steps[i]
 		all[s.Name] = true
-		outputs[s.Name] = declaredOutputs(s)
+		outputs[s.Name], artifacts[s.Name] = declaredOutputs(s)
 	}
 	for i := range spec.Steps {
 		s := &spec.Steps[i]
@@ -95,14 +96,15 @@ func Compile(wfr *v1alpha1.WorkflowRun) (*Plan, error) {
 		for a := range graph.Ancestors(s.Name) {
 			visible[a] = outputs[a]
 		}
-		sp, errs := compileStep(s, false, &template.Context{Parameters: params, Steps: all, Visible: visible, FanOut: fanOut(s)})
+		sp, errs := compileStep(s, false, &template.Context{Parameters: params, Steps: all, Visible: visible,
+			Artifacts: artifacts, FanOut: fanOut(s)})
 		problems = append(problems, errs...)
 		p.Steps = append(p.Steps, sp)
 		p.byName[s.Name] = sp
 	}
 	if spec.OnExit != nil {
 		sp, errs := compileStep(spec.OnExit, true, &template.Context{Parameters: params, Steps: all, Visible: outputs,
-			FanOut: fanOut(spec.OnExit), Exit: true})
+			Artifacts: artifacts, FanOut: fanOut(spec.OnExit), Exit: true})
 		problems = append(problems, errs...)
 		p.Exit = sp
 		p.byName[sp.Name] = sp
@@ -120,14 +122,18 @@ func fanOut(s *v1alpha1.WorkflowStep) bool {
 	return len(s.WithItems) > 0 || s.WithParam != "" || s.WithSequence != nil
 }
 
-func declaredOutputs(s *v1alpha1.WorkflowStep) map[string]bool {
-	out := map[string]bool{}
+// declaredOutputs are the names of a step's output parameters and output artifacts.
+func declaredOutputs(s *v1alpha1.WorkflowStep) (parameters, artifacts map[string]bool) {
+	parameters, artifacts = map[string]bool{}, map[string]bool{}
 	if s.Template.Outputs != nil {
 		for _, o := range s.Template.Outputs.Parameters {
-			out[o.Name] = true
+			parameters[o.Name] = true
+		}
+		for _, a := range s.Template.Outputs.Artifacts {
+			artifacts[a.Name] = true
 		}
 	}
-	return out
+	return parameters, artifacts
 }
 
 // compileStep compiles one step and returns every problem found in it, each prefixed with the
@@ -205,7 +211,7 @@ func withParamRef(s string) (template.Ref, error) {
 		return template.Ref{}, errors.New(`must be exactly one reference, e.g. "{{steps.list.outputs.result}}"`)
 	}
 	switch refs[0].Kind {
-	case template.WorkflowParameter, template.StepOutputParameter, template.StepOutputResult:
+	case template.WorkflowParameter, template.StepOutputParameter, template.StepOutputResult, template.StepOutputArtifact:
 		return refs[0], nil
 	}
 	return template.Ref{}, fmt.Errorf("%s cannot hold a list: use a workflow parameter or a step's output", refs[0])

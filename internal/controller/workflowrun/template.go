@@ -153,6 +153,12 @@ func fill(v *template.StepValues, a *attempt) {
 			v.Parameters[p.Name] = p.Value
 		}
 	}
+	if len(st.Outputs.Artifacts) > 0 {
+		v.Artifacts = make(map[string]string, len(st.Outputs.Artifacts))
+		for _, a := range st.Outputs.Artifacts {
+			v.Artifacts[a.Name] = a.Key
+		}
+	}
 }
 
 // templateResult is a step's result as later templates and `when` see it: the log tail with

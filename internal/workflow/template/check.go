@@ -12,6 +12,8 @@ type Context struct {
 	// Visible are the steps this one may read: those it depends on, directly or not (every
 	// step, for onExit). Each maps to the output parameter names it declares.
 	Visible map[string]map[string]bool
+	// Artifacts maps each visible step to the output artifact names it declares.
+	Artifacts map[string]map[string]bool
 	// FanOut is true when the step has items.
 	FanOut bool
 	// Exit is true for onExit.
@@ -33,7 +35,7 @@ func (c *Context) Check(r Ref) error {
 		if !c.FanOut {
 			return fmt.Errorf("%s: the step has no withItems, withParam or withSequence", r)
 		}
-	case StepOutputParameter, StepOutputResult, StepExitCode, StepPhase:
+	case StepOutputParameter, StepOutputArtifact, StepOutputResult, StepExitCode, StepPhase:
 		if !c.Steps[r.Step] {
 			return fmt.Errorf("%s: there is no step %q", r, r.Step)
 		}
@@ -43,6 +45,9 @@ func (c *Context) Check(r Ref) error {
 		}
 		if r.Kind == StepOutputParameter && !outputs[r.Name] {
 			return fmt.Errorf("%s: step %q declares no output parameter %q", r, r.Step, r.Name)
+		}
+		if r.Kind == StepOutputArtifact && !c.Artifacts[r.Step][r.Name] {
+			return fmt.Errorf("%s: step %q declares no output artifact %q", r, r.Step, r.Name)
 		}
 	}
 	return nil

@@ -31,6 +31,8 @@ const (
 	StepOutputParameter
 	// StepOutputResult is {{steps.<Step>.outputs.result}}.
 	StepOutputResult
+	// StepOutputArtifact is {{steps.<Step>.outputs.artifacts.<Name>}}: the artifact's key.
+	StepOutputArtifact
 	// StepExitCode is {{steps.<Step>.exitCode}}.
 	StepExitCode
 	// StepPhase is {{steps.<Step>.phase}}.
@@ -44,7 +46,8 @@ type Ref struct {
 	Kind Kind
 	// Step is the referenced step, for the Step* kinds.
 	Step string
-	// Name is the parameter's name, for WorkflowParameter and StepOutputParameter.
+	// Name is the parameter's or artifact's name, for WorkflowParameter, StepOutputParameter and
+	// StepOutputArtifact.
 	Name string
 	// Path is the field path into the item, for Item.
 	Path []string
@@ -97,6 +100,9 @@ func Parse(expr string) (Ref, error) {
 			return r, nil
 		case len(parts) == 5 && parts[2] == "outputs" && parts[3] == "parameters":
 			r.Kind, r.Name = StepOutputParameter, parts[4]
+			return r, nil
+		case len(parts) == 5 && parts[2] == "outputs" && parts[3] == "artifacts":
+			r.Kind, r.Name = StepOutputArtifact, parts[4]
 			return r, nil
 		}
 	}
@@ -279,6 +285,8 @@ type StepValues struct {
 	ExitCode   *int32
 	Parameters map[string]string
 	Result     *string
+	// Artifacts are the stored output artifacts' keys, by name.
+	Artifacts map[string]string
 	// Items holds a fan-out's items in order; its outputs then resolve to JSON lists.
 	Items  []StepValues
 	FanOut bool
@@ -377,6 +385,12 @@ func single(r Ref, st *StepValues) (string, error) {
 		v, ok := st.Parameters[r.Name]
 		if !ok {
 			return "", unresolved(r, "step %q reported no output parameter %q", r.Step, r.Name)
+		}
+		return v, nil
+	case StepOutputArtifact:
+		v, ok := st.Artifacts[r.Name]
+		if !ok {
+			return "", unresolved(r, "step %q stored no output artifact %q", r.Step, r.Name)
 		}
 		return v, nil
 	case StepOutputResult:

@@ -25,6 +25,7 @@ func TestParse(t *testing.T) {
 		{in: "workflow.phase", want: Ref{Kind: WorkflowPhase}},
 		{in: "steps.a.outputs.parameters.p", want: Ref{Kind: StepOutputParameter, Step: "a", Name: "p"}},
 		{in: "steps.a.outputs.result", want: Ref{Kind: StepOutputResult, Step: "a"}},
+		{in: "steps.a.outputs.artifacts.tree", want: Ref{Kind: StepOutputArtifact, Step: "a", Name: "tree"}},
 		{in: "steps.a.exitCode", want: Ref{Kind: StepExitCode, Step: "a"}},
 		{in: "steps.a.phase", want: Ref{Kind: StepPhase, Step: "a"}},
 		{in: "item", want: Ref{Kind: Item, Path: []string{}}},
@@ -62,11 +63,12 @@ func scope() *Scope {
 	return &Scope{
 		Workflow: Workflow{Name: "wf", Namespace: "ns", Parameters: map[string]string{"x": "42", "q": `a"b`}},
 		Steps: map[string]*StepValues{
-			"a":    {Phase: "Succeeded", ExitCode: &code0, Parameters: map[string]string{"p": "v1"}, Result: &res},
+			"a": {Phase: "Succeeded", ExitCode: &code0, Parameters: map[string]string{"p": "v1"}, Result: &res,
+				Artifacts: map[string]string{"tree": "ns/wf-a/tree"}},
 			"skip": {Phase: "Skipped", Skipped: true},
 			"fan": {Phase: "Succeeded", FanOut: true, Items: []StepValues{
-				{ExitCode: &code0, Parameters: map[string]string{"p": "x"}, Result: &res},
-				{ExitCode: &code3, Parameters: map[string]string{"p": "y"}, Result: &res},
+				{ExitCode: &code0, Parameters: map[string]string{"p": "x"}, Result: &res, Artifacts: map[string]string{"o": "ns/fan-0/o"}},
+				{ExitCode: &code3, Parameters: map[string]string{"p": "y"}, Result: &res, Artifacts: map[string]string{"o": "ns/fan-1/o"}},
 			}},
 		},
 	}
@@ -89,6 +91,9 @@ func TestResolve(t *testing.T) {
 		{name: "phase", in: "{{steps.skip.phase}}", want: "Skipped"},
 		{name: "fan-out parameters are a JSON list", in: "{{steps.fan.outputs.parameters.p}}", want: `["x","y"]`},
 		{name: "fan-out exit codes", in: "{{steps.fan.exitCode}}", want: `[0,3]`},
+		{name: "output artifact is its key", in: "{{steps.a.outputs.artifacts.tree}}", want: "ns/wf-a/tree"},
+		{name: "fan-out artifacts are a JSON list of each item's own key", in: "{{steps.fan.outputs.artifacts.o}}", want: `["ns/fan-0/o","ns/fan-1/o"]`},
+		{name: "unstored artifact", in: "{{steps.a.outputs.artifacts.zz}}", wantErr: `stored no output artifact "zz"`},
 		{name: "string item", in: "{{item}}", item: `"abc"`, want: "abc"},
 		{name: "number item", in: "n={{item}}", item: `7`, want: "n=7"},
 		{name: "object item", in: "{{item}}", item: `{"a": 1, "b": "x"}`, want: `{"a":1,"b":"x"}`},
@@ -201,6 +206,7 @@ func TestCheck(t *testing.T) {
 		Parameters: map[string]bool{"x": true},
 		Steps:      map[string]bool{"a": true, "b": true, "c": true},
 		Visible:    map[string]map[string]bool{"a": {"p": true}},
+		Artifacts:  map[string]map[string]bool{"a": {"tree": true}, "b": {"tree": true}},
 	}
 	cases := []struct {
 		name    string
@@ -213,6 +219,9 @@ func TestCheck(t *testing.T) {
 		{name: "visible output", ref: "steps.a.outputs.parameters.p"},
 		{name: "undeclared output", ref: "steps.a.outputs.parameters.q", wantErr: `step "a" declares no output parameter "q"`},
 		{name: "result of a dependency", ref: "steps.a.outputs.result"},
+		{name: "declared artifact of a dependency", ref: "steps.a.outputs.artifacts.tree"},
+		{name: "undeclared artifact", ref: "steps.a.outputs.artifacts.p", wantErr: `step "a" declares no output artifact "p"`},
+		{name: "artifact of a step that is not a dependency", ref: "steps.b.outputs.artifacts.tree", wantErr: `step "b" is not a dependency of this step`},
 		{name: "not a dependency", ref: "steps.b.exitCode", wantErr: `step "b" is not a dependency of this step`},
 		{name: "no such step", ref: "steps.zz.phase", wantErr: `there is no step "zz"`},
 		{name: "item without fan-out", ref: "item", wantErr: "has no withItems, withParam or withSequence"},

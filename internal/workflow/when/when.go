@@ -170,7 +170,7 @@ func stepValue(st *template.StepValues) map[string]any {
 		if st.ExitCode != nil {
 			v["exitCode"] = int64(*st.ExitCode)
 		}
-		outputs := map[string]any{"parameters": stringMap(st.Parameters)}
+		outputs := map[string]any{"parameters": stringMap(st.Parameters), "artifacts": stringMap(st.Artifacts)}
 		if st.Result != nil {
 			outputs["result"] = *st.Result
 		}
@@ -180,6 +180,7 @@ func stepValue(st *template.StepValues) map[string]any {
 	codes := make([]any, 0, len(st.Items))
 	results := make([]any, 0, len(st.Items))
 	params := map[string]any{}
+	artifacts := map[string]any{}
 	for i, it := range st.Items {
 		if it.ExitCode != nil {
 			codes = append(codes, int64(*it.ExitCode))
@@ -194,9 +195,13 @@ func stepValue(st *template.StepValues) map[string]any {
 			}
 			params[k] = append(l, val)
 		}
+		for k, key := range it.Artifacts {
+			l, _ := artifacts[k].([]any)
+			artifacts[k] = append(l, key)
+		}
 	}
 	v["exitCodes"] = codes
-	v["outputs"] = map[string]any{"parameters": params, "results": results}
+	v["outputs"] = map[string]any{"parameters": params, "artifacts": artifacts, "results": results}
 	return v
 }
 

@@ -56,10 +56,11 @@ func TestEval(t *testing.T) {
 	scope := &template.Scope{
 		Workflow: template.Workflow{Name: "wf", Parameters: map[string]string{"env": "prod", "flag": "yes"}},
 		Steps: map[string]*template.StepValues{
-			"a":    {Phase: "Succeeded", ExitCode: &zero, Parameters: map[string]string{"n": "3"}, Result: &res},
+			"a": {Phase: "Succeeded", ExitCode: &zero, Parameters: map[string]string{"n": "3"}, Result: &res,
+				Artifacts: map[string]string{"report": "ns/wf-a/report"}},
 			"skip": {Phase: "Skipped", Skipped: true},
 			"fan": {Phase: "Succeeded", FanOut: true, Items: []template.StepValues{
-				{ExitCode: &zero, Parameters: map[string]string{"p": "x"}},
+				{ExitCode: &zero, Parameters: map[string]string{"p": "x"}, Artifacts: map[string]string{"o": "ns/fan-0/o"}},
 				{ExitCode: &two, Parameters: map[string]string{"p": "y"}},
 			}},
 		},
@@ -77,6 +78,9 @@ func TestEval(t *testing.T) {
 		{name: "skipped phase", expr: `steps.skip.phase == "Skipped"`, want: true},
 		{name: "fan-out lists", expr: `steps.fan.exitCodes.exists(c, c == 2) && "y" in steps.fan.outputs.parameters.p`, want: true},
 		{name: "has on an absent output", expr: `has(steps.skip.outputs)`, want: false},
+		{name: "a stored artifact is seen by its key", expr: `steps.a.outputs.artifacts.report.endsWith("/report")`, want: true},
+		{name: "an artifact not stored is absent", expr: `has(steps.a.outputs.artifacts.other)`, want: false},
+		{name: "fan-out artifacts list the items that stored one", expr: `size(steps.fan.outputs.artifacts.o) == 1`, want: true},
 		{name: "workflow phase in onExit", expr: `workflow.phase == "Failed"`, phase: "Failed", want: true},
 		{name: "missing key", expr: `steps.skip.outputs.result == ""`, wantErr: "no such key"},
 		{name: "dyn non-bool", expr: `workflow.parameters.flag`, wantErr: "not a bool"},
