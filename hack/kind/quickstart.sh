@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The last part of `make quickstart` (after kind-up, images, kind-load and deploy): wait for the
-# manager, deploy SeaweedFS as the default artifact repository (config/seaweedfs), run the sample
-# StepRun from config/samples and show `kubectl get stepruns -o wide`.
-# Exits non-zero unless the sample ends Succeeded.
+# manager, deploy SeaweedFS as the default artifact repository (config/seaweedfs), apply
+# config/samples, and show `kubectl get stepruns -o wide` once the sample StepRun and the sample
+# WorkflowRun that passes artifacts between its steps have ended.
+# Exits non-zero unless both end Succeeded.
 set -euo pipefail
 SCRIPT_NAME=quickstart
 # shellcheck source=hack/kind/lib.sh
@@ -11,6 +12,7 @@ SCRIPT_NAME=quickstart
 EXECUTOR_IMG="${EXECUTOR_IMG:-pnsflow/pns-executor:dev}"
 NS=pnsflow-system
 SAMPLE=hello
+ARTIFACT_SAMPLE=hello-artifacts
 TIMEOUT="${QUICKSTART_TIMEOUT:-180}"
 
 KUBECTL_BIN="$(kubectl_bin)"
@@ -63,10 +65,11 @@ deploy_artifacts() {
     --from-literal=secretKey=pnsflow-local-dev-only --dry-run=client -o yaml | run k apply -f -
 }
 
+# wait_terminal KIND NAME prints the object's phase once it is terminal (or the last seen).
 wait_terminal() {
   local phase="" i
   for ((i = 0; i < TIMEOUT; i++)); do
-    phase="$(k get steprun "$SAMPLE" -o jsonpath='{.status.phase}' 2>/dev/null || true)"
+    phase="$(k get "$1" "$2" -o jsonpath='{.status.phase}' 2>/dev/null || true)"
     case "$phase" in Succeeded | Failed | Error) break ;; esac
     sleep 1
   done
@@ -78,11 +81,12 @@ main() {
   restart_if_stale
   check_executor_settings
   deploy_artifacts
-  # A StepRun's spec is immutable and a finished one stays finished: start the sample afresh.
+  # A StepRun's spec is immutable and a finished run stays finished: start the samples afresh.
   run k delete steprun "$SAMPLE" --ignore-not-found --wait=true
+  run k delete workflowrun "$ARTIFACT_SAMPLE" --ignore-not-found --wait=true
   (cd "${ROOT}" && go tool kustomize build config/samples) | run k apply -f -
   local phase
-  phase="$(wait_terminal)"
+  phase="$(wait_terminal steprun "$SAMPLE")"
   echo
   run k get stepruns -o wide
   echo
@@ -92,6 +96,14 @@ main() {
     die "the sample StepRun ended '${phase:-not terminal after ${TIMEOUT}s}'"
   fi
   log "the sample StepRun ${SAMPLE} Succeeded; outputs: $(k get steprun "$SAMPLE" -o jsonpath='{.status.outputs.parameters}')"
+  phase="$(wait_terminal workflowrun "$ARTIFACT_SAMPLE")"
+  run k get stepruns -l "workflows.pnsflow.dev/workflowrun=${ARTIFACT_SAMPLE}" -o wide
+  if [ "$phase" != Succeeded ]; then
+    k describe workflowrun "$ARTIFACT_SAMPLE" >&2 || true
+    die "the sample WorkflowRun ${ARTIFACT_SAMPLE} ended '${phase:-not terminal after ${TIMEOUT}s}'"
+  fi
+  log "the sample WorkflowRun ${ARTIFACT_SAMPLE} Succeeded: check loaded $(k get steprun "${ARTIFACT_SAMPLE}-check" \
+    -o jsonpath='{.status.outputs.parameters[0].value}') files stored by build"
 }
 
 main "$@"

@@ -116,6 +116,25 @@ func (s *StepWrapper) Output(name, path string) *StepWrapper {
 	return s
 }
 
+// OutputArtifact declares an output artifact stored from path.
+func (s *StepWrapper) OutputArtifact(name, path string) *StepWrapper {
+	if s.Template.Outputs == nil {
+		s.Template.Outputs = &v1alpha1.Outputs{}
+	}
+	s.Template.Outputs.Artifacts = append(s.Template.Outputs.Artifacts, v1alpha1.OutputArtifact{Name: name, Path: path})
+	return s
+}
+
+// InputArtifact declares an input artifact loaded from key to path; archive may be empty.
+func (s *StepWrapper) InputArtifact(name, path, key, archive string) *StepWrapper {
+	if s.Template.Inputs == nil {
+		s.Template.Inputs = &v1alpha1.Inputs{}
+	}
+	s.Template.Inputs.Artifacts = append(s.Template.Inputs.Artifacts,
+		v1alpha1.InputArtifact{Name: name, Path: path, Key: key, Archive: archive})
+	return s
+}
+
 // DependsOn sets dependencies.
 func (s *StepWrapper) DependsOn(names ...string) *StepWrapper {
 	s.WorkflowStep.DependsOn = names

@@ -19,6 +19,8 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/artifact"
@@ -158,5 +160,54 @@ sleep 1`
 			keys[a.Key] = true
 		}
 		Expect(keys).To(HaveLen(20))
+	})
+
+	It("hands a directory and a file from one step to the next, byte-equal", func() {
+		ns := newNamespace("artifacts-pass", nil)
+		withArtifactCredentials(ns)
+		build := wstep("build", `mkdir -p /tmp/tree/sub && printf a > /tmp/tree/a.txt && printf 'b b' > "/tmp/tree/sub/b é.txt"
+printf 'one file\n' > /tmp/file`).OutputArtifact("tree", "/tmp/tree").OutputArtifact("file", "/tmp/file")
+		// check gets the tree extracted, the same object as is (to hash the archive as stored),
+		// and the file; it hashes what it got and proves the tree's content.
+		check := wstep("check", `set -e
+test "$(cat /in/tree/a.txt)" = a && test "$(cat "/in/tree/sub/b é.txt")" = "b b"
+sha256sum /in/tree.tgz | cut -d' ' -f1 > /pnsflow/outputs/tree
+sha256sum /in/file | cut -d' ' -f1 > /pnsflow/outputs/file`).DependsOn("build").
+			InputArtifact("tree", "/in/tree", "{{steps.build.outputs.artifacts.tree}}", "").
+			InputArtifact("tree-raw", "/in/tree.tgz", "{{steps.build.outputs.artifacts.tree}}", "none").
+			InputArtifact("file", "/in/file", "{{steps.build.outputs.artifacts.file}}", "").
+			Output("tree", "/pnsflow/outputs/tree").Output("file", "/pnsflow/outputs/file")
+		wf := testutil.MakeWorkflowRun("pass", ns).Steps(build, check).Obj()
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		got := workflowTerminal(wf, 5*time.Minute)
+		b, c := stepRun(ns, "pass-build"), stepRun(ns, "pass-check")
+		Expect(got.Status.Phase).To(Equal(v1alpha1.WorkflowRunSucceeded), "%+v\nbuild: %s\ncheck: %s", got.Status, describeStatus(b), describeStatus(c))
+
+		tree, file := artifactStatus(b, "tree"), artifactStatus(b, "file")
+		Expect(tree).NotTo(BeNil(), describeStatus(b))
+		Expect(file).NotTo(BeNil(), describeStatus(b))
+		Expect(tree.Archive).To(Equal("tgz"))
+		Expect(file.Archive).To(Equal("none"))
+		Expect(outputs(c)).To(Equal(map[string]string{"tree": tree.SHA256, "file": file.SHA256}))
+		// The loader ran before main, as an init container, and the key reached it substituted.
+		pod := &corev1.Pod{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: c.Status.PodName}, pod)).To(Succeed())
+		Expect(pod.Spec.InitContainers[0].Name).To(Equal("load-artifacts"))
+		Expect(c.Spec.Inputs.Artifacts[0].Key).To(Equal(tree.Key))
+	})
+
+	It("runs the sample WorkflowRun that passes artifacts (config/samples)", func() {
+		ns := newNamespace("artifacts-sample", nil)
+		withArtifactCredentials(ns)
+		raw, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "workflows_v1alpha1_workflowrun_artifacts.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		wf := &v1alpha1.WorkflowRun{}
+		Expect(yaml.Unmarshal(raw, wf)).To(Succeed())
+		wf.Namespace = ns
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		got := workflowTerminal(wf, 5*time.Minute)
+		check := stepRun(ns, wf.Name+"-check")
+		Expect(got.Status.Phase).To(Equal(v1alpha1.WorkflowRunSucceeded), "%+v\ncheck: %s", got.Status, describeStatus(check))
+		Expect(outputs(check)).To(Equal(map[string]string{"files": "2"}))
 	})
 })
