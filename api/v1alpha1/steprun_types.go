@@ -16,6 +16,9 @@ const (
 	MaxParameterValueBytes = 16 * 1024
 	// MaxResultBytes caps status.outputs.result, the tail of main's log.
 	MaxResultBytes = 8 * 1024
+	// MainLogsArtifact is the output artifact main's archived log is recorded as (see
+	// spec.archiveLogs); no declared artifact may take the name.
+	MainLogsArtifact = "main-logs"
 	// MaxStdinBytes caps spec.stdin.
 	MaxStdinBytes = 64 * 1024
 	// MaxMessageBytes caps status.message.
@@ -147,6 +150,13 @@ type StepRunSpec struct {
 	// means the manager's default repository.
 	// +optional
 	ArtifactRepositoryRef *corev1.LocalObjectReference `json:"artifactRepositoryRef,omitempty"`
+	// archiveLogs, when true, makes the executor follow main's log while main runs and store it in
+	// the artifact repository as the artifact "main-logs" (stdout and stderr as the kubelet keeps
+	// them), readable after the Pod is gone; status.outputs.result then comes from the same
+	// stream, so it survives the kubelet's log rotation. Unset means the repository ConfigMap's
+	// archiveLogs (false when it has none, or when there is no repository).
+	// +optional
+	ArchiveLogs *bool `json:"archiveLogs,omitempty"`
 }
 
 // ExecutorOptions tunes the pns-executor sidecar of one run.
@@ -284,6 +294,7 @@ type OutputValueFrom struct {
 
 // OutputArtifact is a file or directory the executor stores in the artifact repository after
 // main exits, under the key <keyPrefix>/<namespace>/<steprun>/<name>.
+// +kubebuilder:validation:XValidation:rule="self.name != 'main-logs'",message="main-logs is the name of main's archived log (spec.archiveLogs)"
 type OutputArtifact struct {
 	// name is DNS-label-like: lower-case letters, digits and '-'.
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`

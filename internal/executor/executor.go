@@ -86,6 +86,9 @@ type Executor struct {
 	Ready func() error
 	// Artifacts stores the output artifacts; nil when there are none.
 	Artifacts *ArtifactCollector
+	// Logs archives main's log while main runs, and gives the result; nil when the run does not
+	// archive it.
+	Logs *LogArchiver
 	// AdoptMainIDs, when set, makes the executor take main's UID, GID and groups once main is
 	// found, before its root is opened (an executor started as root because main's IDs were not
 	// known).
@@ -158,12 +161,17 @@ func New(o Options) (*Executor, error) {
 		Grace:     o.Grace,
 		Log:       o.Log,
 	}
-	if len(c.Artifacts) > 0 && c.Repository != nil {
+	if (len(c.Artifacts) > 0 || c.Logs != nil) && c.Repository != nil {
 		up, err := newUploader(*c.Repository)
 		if err != nil {
 			return nil, err
 		}
-		e.Artifacts = &ArtifactCollector{Artifacts: c.Artifacts, Mounts: c.Mounts, Uploader: up}
+		if len(c.Artifacts) > 0 {
+			e.Artifacts = &ArtifactCollector{Artifacts: c.Artifacts, Mounts: c.Mounts, Uploader: up}
+		}
+		if c.Logs != nil {
+			e.Logs = newLogArchiver(core, c, pod, up)
+		}
 	}
 	if adopt {
 		e.AdoptMainIDs = func(pid int) (IDs, error) {
@@ -215,6 +223,12 @@ func (e *Executor) Run(ctx context.Context) error {
 		})
 	}
 
+	var archived chan ArchivedLog
+	if e.Logs != nil {
+		archived = make(chan ArchivedLog, 1)
+		bg.Go(func() { archived <- e.Logs.Archive(work) })
+	}
+
 	proc, err := e.findAndSecure(ctx)
 	if err != nil {
 		return err
@@ -254,17 +268,28 @@ func (e *Executor) Run(ctx context.Context) error {
 		collected.Artifacts, f = e.Artifacts.Collect(work, root)
 		collected.Failure = worse(collected.Failure, f)
 	}
+	var result *string
+	if archived != nil {
+		// The follow ends with main; the archive is complete once its upload is.
+		a := <-archived
+		if a.Artifact != nil {
+			collected.Artifacts = append(collected.Artifacts, *a.Artifact)
+			result = &a.Result
+		}
+		collected.Failure = worse(collected.Failure, a.Failure)
+	}
 	if f := collected.Failure; f != nil {
 		log.Info("Collecting outputs failed", "reason", f.Reason, "message", f.Message)
 	}
-	var result *string
-	resultCtx, cancelResult := context.WithTimeout(work, resultTimeout)
-	if s, err := e.Results.Result(resultCtx); err != nil {
-		log.Error(err, "Could not read the tail of main's log")
-	} else {
-		result = &s
+	if result == nil {
+		resultCtx, cancelResult := context.WithTimeout(work, resultTimeout)
+		if s, err := e.Results.Result(resultCtx); err != nil {
+			log.Error(err, "Could not read the tail of main's log")
+		} else {
+			result = &s
+		}
+		cancelResult()
 	}
-	cancelResult()
 
 	o := Decide(term, collected, result, measured)
 	// A Running report still being tried is stale now; stop it before the terminal one (the

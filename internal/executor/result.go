@@ -66,6 +66,11 @@ func Tail(r io.Reader, max int) (string, error) {
 	if _, err := io.Copy(t, r); err != nil {
 		return "", err
 	}
+	return tailText(t, max), nil
+}
+
+// tailText is what t kept, as valid UTF-8 of at most max bytes (see Tail).
+func tailText(t *tailBuffer, max int) string {
 	b := t.bytes()
 	if t.truncated() {
 		// Drop a character's continuation bytes left at the front by the cut (at most 3).
@@ -81,7 +86,7 @@ func Tail(r io.Reader, max int) (string, error) {
 			s = s[size:]
 		}
 	}
-	return s, nil
+	return s
 }
 
 // PodLogs reads the tail of main's log through the Pod log API.

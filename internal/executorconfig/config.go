@@ -68,9 +68,17 @@ type Config struct {
 	Privilege Privilege `json:"privilege"`
 	// Artifacts are the output artifacts to store, each with its key in Repository.
 	Artifacts []Artifact `json:"artifacts,omitempty"`
-	// Repository is where Artifacts go; set when there are any. Its credentials reach the
-	// executor alone, as the env vars AccessKeyEnv and SecretKeyEnv.
+	// Logs, when set, is where main's log is archived while main runs.
+	Logs *LogArchive `json:"logs,omitempty"`
+	// Repository is where Artifacts and Logs go; set when there are any. Its credentials reach
+	// the executor alone, as the env vars AccessKeyEnv and SecretKeyEnv.
 	Repository *Repository `json:"repository,omitempty"`
+}
+
+// LogArchive says where main's log is stored.
+type LogArchive struct {
+	// Key is the object's key in the repository's bucket.
+	Key string `json:"key"`
 }
 
 // Artifact is one output artifact to store.
@@ -95,6 +103,8 @@ type Repository struct {
 	// SecretName is the Secret, in the run's namespace, holding SecretAccessKeyKey and
 	// SecretSecretKeyKey. Only the kubelet reads it.
 	SecretName string `json:"secretName"`
+	// ArchiveLogs is the default of a run's spec.archiveLogs.
+	ArchiveLogs bool `json:"archiveLogs,omitempty"`
 }
 
 // Privilege says whether the executor runs as root, and why.

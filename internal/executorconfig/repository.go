@@ -11,20 +11,21 @@ import (
 
 // Keys of an artifact repository ConfigMap's data.
 const (
-	RepoEndpoint   = "endpoint"
-	RepoBucket     = "bucket"
-	RepoRegion     = "region"
-	RepoInsecure   = "insecure"
-	RepoPathStyle  = "pathStyle"
-	RepoKeyPrefix  = "keyPrefix"
-	RepoSecretName = "secretName"
+	RepoEndpoint    = "endpoint"
+	RepoBucket      = "bucket"
+	RepoRegion      = "region"
+	RepoInsecure    = "insecure"
+	RepoPathStyle   = "pathStyle"
+	RepoKeyPrefix   = "keyPrefix"
+	RepoSecretName  = "secretName"
+	RepoArchiveLogs = "archiveLogs"
 	// DefaultRegion is used when the ConfigMap names none; S3-compatible stores ignore it.
 	DefaultRegion = "us-east-1"
 )
 
 var repositoryKeys = map[string]bool{
 	RepoEndpoint: true, RepoBucket: true, RepoRegion: true, RepoInsecure: true,
-	RepoPathStyle: true, RepoKeyPrefix: true, RepoSecretName: true,
+	RepoPathStyle: true, RepoKeyPrefix: true, RepoSecretName: true, RepoArchiveLogs: true,
 }
 
 // ParseRepository reads a repository ConfigMap's data. endpoint is a host[:port] or an http(s)
@@ -39,7 +40,7 @@ func ParseRepository(data map[string]string) (Repository, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return Repository{}, fmt.Errorf("unknown keys %s (want endpoint, bucket, region, insecure, pathStyle, keyPrefix, secretName)", strings.Join(unknown, ", "))
+		return Repository{}, fmt.Errorf("unknown keys %s (want endpoint, bucket, region, insecure, pathStyle, keyPrefix, secretName, archiveLogs)", strings.Join(unknown, ", "))
 	}
 	r := Repository{
 		Endpoint: strings.TrimSpace(data[RepoEndpoint]), Bucket: strings.TrimSpace(data[RepoBucket]),
@@ -70,7 +71,7 @@ func ParseRepository(data map[string]string) (Repository, error) {
 			errs = append(errs, fmt.Errorf("endpoint %q: want host[:port]", data[RepoEndpoint]))
 		}
 	}
-	for key, dst := range map[string]*bool{RepoInsecure: &r.Insecure, RepoPathStyle: &r.PathStyle} {
+	for key, dst := range map[string]*bool{RepoInsecure: &r.Insecure, RepoPathStyle: &r.PathStyle, RepoArchiveLogs: &r.ArchiveLogs} {
 		if v, ok := data[key]; ok {
 			b, err := strconv.ParseBool(strings.TrimSpace(v))
 			if err != nil {

@@ -29,6 +29,8 @@ func TestParseRepository(t *testing.T) {
 		{"missing fields", map[string]string{}, Repository{}, "bucket is required\nendpoint is required\nsecretName is required"},
 		{"unknown key", base(map[string]string{"acessKey": "x"}), Repository{}, "unknown keys acessKey"},
 		{"bad bool", base(map[string]string{"insecure": "yes please"}), Repository{}, `insecure "yes please": want true or false`},
+		{"logs archived by default", base(map[string]string{"archiveLogs": "true"}),
+			Repository{Endpoint: "s3.example:8333", Bucket: "b", Region: "us-east-1", PathStyle: true, SecretName: "creds", ArchiveLogs: true}, ""},
 		{"bad scheme", base(map[string]string{"endpoint": "ftp://x"}), Repository{}, "scheme must be http or https"},
 		{"a path in the endpoint", base(map[string]string{"endpoint": "https://x/y"}), Repository{}, "want host[:port]"},
 		{"dot-dot prefix", base(map[string]string{"keyPrefix": "a/../b"}), Repository{}, "must not contain '..'"},

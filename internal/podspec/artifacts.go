@@ -10,9 +10,19 @@ import (
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
-// UsesArtifacts reports whether the run stores or loads artifacts, and so needs a repository.
+// UsesArtifacts reports whether the run stores or loads artifacts, or asks for its log to be
+// archived, and so needs a repository.
 func UsesArtifacts(spec *v1alpha1.StepRunSpec) bool {
-	return hasOutputArtifacts(spec) || HasInputArtifacts(spec)
+	return hasOutputArtifacts(spec) || HasInputArtifacts(spec) || spec.ArchiveLogs != nil && *spec.ArchiveLogs
+}
+
+// ArchivesLogs reports whether the run archives main's log: spec.archiveLogs, else the
+// repository's default (none without a repository).
+func ArchivesLogs(spec *v1alpha1.StepRunSpec, repo *executorconfig.Repository) bool {
+	if spec.ArchiveLogs != nil {
+		return *spec.ArchiveLogs
+	}
+	return repo != nil && repo.ArchiveLogs
 }
 
 func hasOutputArtifacts(spec *v1alpha1.StepRunSpec) bool {

@@ -124,3 +124,47 @@ func TestNoArtifactsNoRepository(t *testing.T) {
 		t.Errorf("artifacts without a repository: Build error = %v, want ErrInvalidStepRun", err)
 	}
 }
+
+func TestMainsLogIsArchivedWhenTheRunOrItsRepositorySaysSo(t *testing.T) {
+	on := &executorconfig.Repository{Endpoint: "s3:8333", Bucket: "b", KeyPrefix: "p", SecretName: "creds", ArchiveLogs: true}
+	off := &executorconfig.Repository{Endpoint: "s3:8333", Bucket: "b", KeyPrefix: "p", SecretName: "creds"}
+	archive := func(b bool) option { return func(sr *v1alpha1.StepRun) { sr.Spec.ArchiveLogs = &b } }
+	tests := []struct {
+		name string
+		sr   *v1alpha1.StepRun
+		repo *executorconfig.Repository
+		want bool
+	}{
+		{"repository default on", stepRun(), on, true},
+		{"repository default off", stepRun(), off, false},
+		{"no repository", stepRun(), nil, false},
+		{"the run says no", stepRun(archive(false)), on, false},
+		{"the run says yes", stepRun(archive(true)), off, true},
+	}
+	for _, tt := range tests {
+		cfg := testCfg
+		cfg.Repository = tt.repo
+		pod := mustBuild(t, tt.sr, cfg)
+		got := executorConfig(t, pod)
+		if (got.Logs != nil) != tt.want {
+			t.Errorf("%s: logs = %+v, want archived=%v", tt.name, got.Logs, tt.want)
+			continue
+		}
+		if !tt.want {
+			continue
+		}
+		if got.Logs.Key != "p/team-a/hello/main-logs" || got.Repository == nil {
+			t.Errorf("%s: logs %+v, repository %+v", tt.name, got.Logs, got.Repository)
+		}
+		exec := container(t, pod, executorconfig.ExecutorContainer)
+		if len(exec.Env) != 3 {
+			t.Errorf("%s: an archiving executor needs the repository's credentials; env %v", tt.name, exec.Env)
+		}
+	}
+	if !UsesArtifacts(&stepRun(archive(true)).Spec) || UsesArtifacts(&stepRun(archive(false)).Spec) {
+		t.Error("only an explicit archiveLogs: true needs a repository")
+	}
+	if _, err := Build(stepRun(archive(true)), testCfg); !errors.Is(err, ErrInvalidStepRun) {
+		t.Errorf("archiveLogs without a repository: Build error = %v, want ErrInvalidStepRun", err)
+	}
+}

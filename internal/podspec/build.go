@@ -303,9 +303,17 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 	if err != nil {
 		return corev1.Container{}, err
 	}
+	var logs *executorconfig.LogArchive
+	if ArchivesLogs(spec, cfg.Repository) {
+		if cfg.Repository == nil {
+			return corev1.Container{}, invalid("spec.archiveLogs: no artifact repository configured")
+		}
+		logs = &executorconfig.LogArchive{Key: ArtifactKey(cfg.Repository.KeyPrefix, sr.Namespace, sr.Name, v1alpha1.MainLogsArtifact)}
+	}
+	uploads := len(artifacts) > 0 || logs != nil
 	var repo *executorconfig.Repository
 	var credentials []corev1.EnvVar
-	if len(artifacts) > 0 {
+	if uploads {
 		repo, credentials = cfg.Repository, credentialEnv(cfg.Repository)
 	}
 	var outputs []executorconfig.Output
@@ -324,6 +332,7 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 		Stdin:      spec.Stdin != nil,
 		Privilege:  ExecutorPrivileged(sr),
 		Artifacts:  artifacts,
+		Logs:       logs,
 		Repository: repo,
 	}.Encode()
 	if err != nil {
@@ -340,7 +349,7 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 		RestartPolicy: new(corev1.ContainerRestartPolicyAlways),
 		// kubelet starts main only once this passes, so the /proc watcher exists first.
 		StartupProbe:             startupProbe(cfg.ReadyTimeout),
-		Resources:                executorResources(cfg.ExecutorResources, len(artifacts) > 0),
+		Resources:                executorResources(cfg.ExecutorResources, uploads),
 		VolumeMounts:             mounts,
 		SecurityContext:          executorSecurityContext(sr),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,

@@ -13,11 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -209,5 +211,37 @@ sha256sum /in/file | cut -d' ' -f1 > /pnsflow/outputs/file`).DependsOn("build").
 		check := stepRun(ns, wf.Name+"-check")
 		Expect(got.Status.Phase).To(Equal(v1alpha1.WorkflowRunSucceeded), "%+v\ncheck: %s", got.Status, describeStatus(check))
 		Expect(outputs(check)).To(Equal(map[string]string{"files": "2"}))
+	})
+
+	It("archives main's log, readable after the Pod is gone, and takes the result from it past the kubelet's log rotation", func() {
+		ns := newNamespace("artifacts-logs", nil)
+		withArtifactCredentials(ns)
+		// 5 million two-byte lines (10 MB) rotate the kubelet's log file (10 MiB by default)
+		// while main runs; the tail of the log API alone would then be empty.
+		w := shell(step("chatty", ns), `yes | head -n 5000000; echo 'the end'`)
+		w.Spec.ArchiveLogs = new(true)
+		sr := create(w.Obj())
+		got := terminal(sr, runTimeout)
+		Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
+		logs := artifactStatus(got, v1alpha1.MainLogsArtifact)
+		Expect(logs).NotTo(BeNil(), describeStatus(got))
+		want := strings.Repeat("y\n", 5000000) + "the end\n"
+		sum := sha256.Sum256([]byte(want))
+		Expect(*logs).To(Equal(v1alpha1.ArtifactStatus{Name: v1alpha1.MainLogsArtifact, Key: ns + "/chatty/main-logs",
+			Size: int64(len(want)), SHA256: hex.EncodeToString(sum[:]), Archive: "none"}))
+		Expect(got.Status.Outputs.Result).NotTo(BeNil())
+		Expect(*got.Status.Outputs.Result).To(HaveSuffix("y\ny\nthe end\n"))
+		Expect(len(*got.Status.Outputs.Result)).To(Equal(v1alpha1.MaxResultBytes))
+
+		Expect(k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: got.Status.PodName}})).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: got.Status.PodName}, &corev1.Pod{}))
+		}).WithTimeout(time.Minute).Should(BeTrue())
+		var buf bytes.Buffer
+		size, sha, err := repositoryClient().Download(ctx, logs.Key, &buf)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(size).To(Equal(logs.Size))
+		Expect(sha).To(Equal(logs.SHA256))
+		Expect(buf.String() == want).To(BeTrue(), "the archived log differs from main's output")
 	})
 })

@@ -28,7 +28,7 @@ import (
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
-// benchN is how many StepRuns and how many bare Pods `make bench-e2e` runs (issue 3 §4).
+// benchN is how many StepRuns and how many bare Pods `make bench-e2e` runs.
 const benchN = 20
 
 // cgroupPoller samples, inside the kind node, every Pod container's cgroup every 20 ms: its peak
@@ -169,7 +169,7 @@ func mainFinishedAt(pod *corev1.Pod) time.Time {
 	return time.Time{}
 }
 
-var _ = Describe("bench-e2e: the executor's cost on a real node (issue 3 §4)", Label("bench"), Serial, Ordered, func() {
+var _ = Describe("bench-e2e: the executor's cost on a real node", Label("bench"), Serial, Ordered, func() {
 	It("measures StepRuns against bare Pods running `true`, the executor's memory and CPU, and its report latency", func() {
 		ns := newNamespace("bench", nil)
 		Eventually(func() error {

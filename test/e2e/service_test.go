@@ -30,7 +30,7 @@ import (
 //
 // It does not inspect packets or kube-proxy's rules; hack/kind/verify.sh additionally checks the
 // TCP path with nc from a plain Pod.
-var _ = Describe("The kubernetes Service (issue 3 §1)", func() {
+var _ = Describe("The kubernetes Service", func() {
 	It("carries the manager's and an executor's API calls (10.96.0.1)", func() {
 		svc := &corev1.Service{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "default", Name: "kubernetes"}, svc)).To(Succeed())

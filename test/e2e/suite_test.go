@@ -5,8 +5,8 @@
 // kind cluster. Every case asserts through the API (StepRun, Pod and WorkflowRun objects), never
 // by reading logs, and runs in a namespace of its own.
 //
-//	make test-e2e     # the cases of issue 3 §3 and issue 4's e2e bullet (label filter '!bench')
-//	make bench-e2e    # the measurements of issue 3 §4 (label bench)
+//	make test-e2e     # every case but the measurements (label filter '!bench')
+//	make bench-e2e    # the measurements (label bench)
 //
 // Settings (environment): E2E_BUSYBOX_IMG, E2E_ENTRYPOINT_IMG and E2E_NONROOT_IMG (the images hack/images builds),
 // E2E_KUBECTL (the kubectl the printer-column case runs), E2E_DOCKER and E2E_NODE_CONTAINER (how

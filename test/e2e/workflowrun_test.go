@@ -38,7 +38,7 @@ func stepRun(ns, name string) *v1alpha1.StepRun {
 	return sr
 }
 
-var _ = Describe("A WorkflowRun with real executors (issue 4)", func() {
+var _ = Describe("A WorkflowRun with real executors", func() {
 	It("passes real outputs through a diamond DAG", func() {
 		ns := newNamespace("diamond", nil)
 		wf := MakeWorkflowRun("diamond", ns).Steps(

@@ -48,6 +48,7 @@ type Reconciler struct {
 	ArtifactRepository types.NamespacedName
 
 	identities *identities
+	defaults   defaultRepository
 	// created remembers the Pods this manager made (StepRun key → UID) until their run is
 	// terminal, so a Pod deleted before its executor reported is recognised as deleted rather
 	// than made again. The executor's first report records podName, which survives restarts.
@@ -138,7 +139,8 @@ func (r *Reconciler) createPod(ctx context.Context, sr *v1alpha1.StepRun) (ctrl.
 		return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonServiceAccountForbidden, msg))
 	}
 	cfg := r.Pod
-	if podspec.UsesArtifacts(&sr.Spec) {
+	switch {
+	case podspec.UsesArtifacts(&sr.Spec) || sr.Spec.ArtifactRepositoryRef != nil:
 		repos := repositories{reader: r.APIReader, fallback: r.ArtifactRepository}
 		repo, msg, err := repos.resolve(ctx, sr)
 		if err != nil {
@@ -150,6 +152,9 @@ func (r *Reconciler) createPod(ctx context.Context, sr *v1alpha1.StepRun) (ctrl.
 		if err := podspec.CheckInputKeys(sr, repo); err != nil {
 			return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonInvalidSpec, err.Error()))
 		}
+	case sr.Spec.ArchiveLogs == nil:
+		// Only the default repository can say whether to archive this run's log.
+		cfg.Repository = r.defaults.get(ctx, r.APIReader, r.ArtifactRepository, r.Clock.Now())
 	}
 	pod, err := podspec.Build(sr, cfg)
 	if errors.Is(err, podspec.ErrInvalidStepRun) {

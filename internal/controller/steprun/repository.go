@@ -3,10 +3,13 @@ package steprun
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
@@ -49,4 +52,38 @@ func (r repositories) resolve(ctx context.Context, sr *v1alpha1.StepRun) (*execu
 		return nil, fmt.Sprintf("artifact repository ConfigMap %s: %v", ref, err), nil
 	}
 	return &repo, "", nil
+}
+
+// defaultRepositoryTTL is how long the default repository is remembered for runs that only ask
+// it whether to archive their log: such a run needs no GET of its own.
+const defaultRepositoryTTL = 30 * time.Second
+
+// defaultRepository remembers the manager's default repository (nil when it has none, or it is
+// invalid) for defaultRepositoryTTL.
+type defaultRepository struct {
+	mu   sync.Mutex
+	at   time.Time
+	repo *executorconfig.Repository
+}
+
+// get returns the default repository, reading it when the remembered one is older than the TTL.
+// A failed read counts as no repository (the run then archives nothing) and is tried again on
+// the next run.
+func (d *defaultRepository) get(ctx context.Context, reader client.Reader, ref types.NamespacedName, now time.Time) *executorconfig.Repository {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.at.IsZero() && now.Sub(d.at) < defaultRepositoryTTL {
+		return d.repo
+	}
+	repos := repositories{reader: reader, fallback: ref}
+	repo, msg, err := repos.resolve(ctx, &v1alpha1.StepRun{})
+	switch {
+	case err != nil:
+		ctrl.LoggerFrom(ctx).Error(err, "Reading the default artifact repository")
+		return nil
+	case msg != "":
+		repo = nil
+	}
+	d.at, d.repo = now, repo
+	return repo
 }

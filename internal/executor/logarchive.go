@@ -1,0 +1,226 @@
+package executor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
+)
+
+// LogFollower opens main's log as the kubelet keeps it (stdout and stderr in order), each line
+// prefixed with its RFC 3339 timestamp, following it until main ends; from since when set.
+type LogFollower interface {
+	Follow(ctx context.Context, since *metav1.Time) (io.ReadCloser, error)
+}
+
+// LogArchiver streams main's log into the repository while main runs, so it outlives the Pod
+// and the kubelet's log rotation, and keeps its tail for status.outputs.result.
+type LogArchiver struct {
+	Logs     LogFollower
+	Uploader Uploader
+	Key      string
+	// MainStarted waits until main has started; MainTerminated until it has ended.
+	MainStarted    func(context.Context) error
+	MainTerminated func(context.Context) error
+	// MaxResult caps the result; zero means v1alpha1.MaxResultBytes.
+	MaxResult int
+	// Retries bounds reconnections after a follow broke with an error; zero means 5.
+	Retries int
+	// Backoff is the wait before a reconnection; zero means a second.
+	Backoff time.Duration
+}
+
+// ArchivedLog is what archiving gave: the stored artifact and the log's tail, or why not.
+type ArchivedLog struct {
+	Artifact *v1alpha1.ArtifactStatus
+	Result   string
+	Failure  *Failure
+}
+
+// Archive follows main's log from its start to its end into the repository. A follow that
+// ends before main has (a dropped connection) is resumed from the last line's timestamp,
+// skipping the lines already stored.
+func (a *LogArchiver) Archive(ctx context.Context) ArchivedLog {
+	fail := func(err error) ArchivedLog {
+		return ArchivedLog{Failure: &Failure{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonArtifactUploadFailed,
+			Message: fmt.Sprintf("archiving main's log as %s: %v", a.Key, err)}}
+	}
+	if err := a.MainStarted(ctx); err != nil {
+		return fail(fmt.Errorf("main never started: %w", err))
+	}
+	max := a.MaxResult
+	if max <= 0 {
+		max = v1alpha1.MaxResultBytes
+	}
+	tail := &tailBuffer{buf: make([]byte, max)}
+	pr, pw := io.Pipe()
+	type upload struct {
+		size int64
+		sum  string
+		err  error
+	}
+	uploaded := make(chan upload, 1)
+	go func() {
+		size, sum, err := a.Uploader.Upload(ctx, a.Key, executorconfig.ArchiveNone, pr)
+		// Unblocks the follower if the upload stopped reading early.
+		pr.CloseWithError(errUploadStopped)
+		uploaded <- upload{size, sum, err}
+	}()
+	copyErr := a.copyLog(ctx, io.MultiWriter(pw, tail))
+	pw.CloseWithError(copyErr)
+	up := <-uploaded
+	switch {
+	case copyErr != nil && !errors.Is(copyErr, errUploadStopped):
+		return fail(copyErr)
+	case up.err != nil:
+		return fail(up.err)
+	}
+	return ArchivedLog{
+		Artifact: &v1alpha1.ArtifactStatus{Name: v1alpha1.MainLogsArtifact, Key: a.Key, Size: up.size, SHA256: up.sum,
+			Archive: executorconfig.ArchiveNone},
+		Result: tailText(tail, max),
+	}
+}
+
+var errUploadStopped = errors.New("the upload stopped reading")
+
+// copyLog writes main's log, without the timestamps, to w until the follow ends with main.
+func (a *LogArchiver) copyLog(ctx context.Context, w io.Writer) error {
+	retries, backoff := a.Retries, a.Backoff
+	if retries <= 0 {
+		retries = 5
+	}
+	if backoff <= 0 {
+		backoff = time.Second
+	}
+	var last time.Time // the last line's timestamp: lines up to it are stored
+	for failures := 0; ; {
+		var since *metav1.Time
+		if !last.IsZero() {
+			since = &metav1.Time{Time: last}
+		}
+		err := a.followOnce(ctx, since, w, &last)
+		switch {
+		case errors.Is(err, errUploadStopped), ctx.Err() != nil:
+			return err
+		case err == nil && a.ended(ctx, backoff):
+			return nil
+		case err != nil:
+			if failures++; failures > retries {
+				return fmt.Errorf("following main's log: %w", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// ended: the follow ended cleanly; it is main's end unless main is still running.
+func (a *LogArchiver) ended(ctx context.Context, wait time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return a.MainTerminated(ctx) == nil
+}
+
+// followOnce copies one follow stream and advances *last. A resumed follow (since set) starts at
+// the second of the last line stored, which the API cannot say more finely: its lines up to
+// *last are skipped, until the first line after it.
+func (a *LogArchiver) followOnce(ctx context.Context, since *metav1.Time, w io.Writer, last *time.Time) error {
+	stream, err := a.Logs.Follow(ctx, since)
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	r := bufio.NewReaderSize(stream, 64*1024)
+	atLineStart, replaying, skipping := true, since != nil, false
+	for {
+		raw, err := r.ReadSlice('\n')
+		if chunk := raw; len(chunk) > 0 {
+			if atLineStart {
+				ts, rest, ok := splitTimestamp(chunk)
+				if ok {
+					replaying = replaying && !ts.After(*last)
+					skipping = replaying
+					if !skipping {
+						*last = ts
+					}
+					chunk = rest
+				}
+			}
+			if !skipping {
+				if _, werr := w.Write(chunk); werr != nil {
+					return errUploadStopped
+				}
+			}
+			atLineStart = raw[len(raw)-1] == '\n'
+		}
+		switch {
+		case err == nil, errors.Is(err, bufio.ErrBufferFull):
+			// A line longer than the buffer goes on in the next chunk.
+		case errors.Is(err, io.EOF):
+			return nil
+		default:
+			return err
+		}
+	}
+}
+
+// splitTimestamp splits the kubelet's "<RFC 3339 time> " prefix off a log line.
+func splitTimestamp(line []byte) (time.Time, []byte, bool) {
+	i := bytes.IndexByte(line, ' ')
+	if i <= 0 || i > len("2006-01-02T15:04:05.999999999-07:00") {
+		return time.Time{}, line, false
+	}
+	ts, err := time.Parse(time.RFC3339Nano, string(line[:i]))
+	if err != nil {
+		return time.Time{}, line, false
+	}
+	return ts, line[i+1:], true
+}
+
+// Follow opens main's log with timestamps, following it.
+func (l *PodLogs) Follow(ctx context.Context, since *metav1.Time) (io.ReadCloser, error) {
+	req := l.client.Get().Namespace(l.namespace).Resource("pods").Name(l.pod).SubResource("log").
+		Param("container", executorconfig.MainContainer).
+		Param("follow", "true").
+		Param("timestamps", "true")
+	if since != nil {
+		req = req.Param("sinceTime", since.UTC().Format(time.RFC3339))
+	}
+	stream, err := req.Stream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("following main's log: %w", err)
+	}
+	return stream, nil
+}
+
+var _ LogFollower = (*PodLogs)(nil)
+
+// newLogArchiver archives main's log as key, through the executor's Pod client.
+func newLogArchiver(core rest.Interface, c executorconfig.Config, pod PodStatus, up Uploader) *LogArchiver {
+	return &LogArchiver{
+		Logs:     NewPodLogsForClient(core, c.Namespace, c.Pod),
+		Uploader: up,
+		Key:      c.Logs.Key,
+		MainStarted: func(ctx context.Context) error {
+			_, err := pod.MainStarted(ctx)
+			return err
+		},
+		MainTerminated: func(ctx context.Context) error {
+			_, err := pod.MainTerminated(ctx)
+			return err
+		},
+	}
+}
