@@ -65,9 +65,11 @@ const resultTimeout = 30 * time.Second
 
 // DefaultGrace is how long Run goes on after its context ends (SIGTERM) to learn main's exit
 // code and report it. kubelet sends the sidecar SIGTERM as soon as main has ended, often before
-// it has published main's exit code, and on a loaded node that publication (and the report)
-// can take many seconds: the grace is most of the Pod's default 30 s terminationGracePeriodSeconds.
-const DefaultGrace = 25 * time.Second
+// it has published main's exit code; on a loaded node that publication (and the report) can take
+// many seconds, and an API server outage as long as it lasts: a 25 s grace lost runs whose main
+// ended during a 24 s outage. It is most of the Pod's terminationGracePeriodSeconds (90 s, set by
+// the Pod builder); a deleted Pod ends it at once.
+const DefaultGrace = 80 * time.Second
 
 // Executor runs one step's watch: find → secure → report Running → wait → exit code → collect →
 // result → report terminal.

@@ -261,7 +261,9 @@ func NewReporter(cfg *rest.Config, ns, name string) (*Reporter, error) {
 
 // NewReporterForClient returns a reporter using a workflows.pnsflow.dev/v1alpha1 REST client.
 func NewReporterForClient(c rest.Interface, ns, name string) *Reporter {
-	return &Reporter{client: c, namespace: ns, name: name, Now: time.Now, MaxConflicts: 10, MaxRetries: 8}
+	// 20 retries back off for about 80 s: the executor's whole grace after SIGTERM, so a report
+	// outlasts an API server outage as long as the grace does.
+	return &Reporter{client: c, namespace: ns, name: name, Now: time.Now, MaxConflicts: 10, MaxRetries: 20}
 }
 
 // Get reads the StepRun.

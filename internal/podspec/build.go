@@ -42,6 +42,9 @@ const (
 	rootCAFile     = "ca.crt"
 	namespaceFile  = "namespace"
 	executorBinary = "/pns-executor"
+	// terminationGraceSeconds gives the executor time, once kubelet stops it at main's exit, to
+	// learn main's exit code and report it through an API server outage (its grace is 80 s).
+	terminationGraceSeconds = 90
 )
 
 func invalid(format string, args ...any) error {
@@ -147,16 +150,17 @@ func build(sr *v1alpha1.StepRun, cfg Config) (*corev1.Pod, error) {
 		},
 		Spec: corev1.PodSpec{
 			// The executor finds main through /proc, which needs one process namespace.
-			ShareProcessNamespace:        new(true),
-			RestartPolicy:                corev1.RestartPolicyNever,
-			AutomountServiceAccountToken: new(automount),
-			ServiceAccountName:           serviceAccount,
-			NodeSelector:                 spec.NodeSelector,
-			Tolerations:                  spec.Tolerations,
-			Affinity:                     spec.Affinity,
-			ImagePullSecrets:             spec.ImagePullSecrets,
-			SecurityContext:              spec.PodSecurityContext,
-			ActiveDeadlineSeconds:        spec.ActiveDeadlineSeconds,
+			ShareProcessNamespace:         new(true),
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			AutomountServiceAccountToken:  new(automount),
+			ServiceAccountName:            serviceAccount,
+			NodeSelector:                  spec.NodeSelector,
+			Tolerations:                   spec.Tolerations,
+			Affinity:                      spec.Affinity,
+			ImagePullSecrets:              spec.ImagePullSecrets,
+			SecurityContext:               spec.PodSecurityContext,
+			ActiveDeadlineSeconds:         spec.ActiveDeadlineSeconds,
+			TerminationGracePeriodSeconds: new(int64(terminationGraceSeconds)),
 			// The executor is a native sidecar: kubelet starts it (after the loader, when the run
 			// has input artifacts), starts main only once its startup probe passes, restarts it when it fails while main runs, and stops it after
 			// main ends. The Pod's phase then follows main alone.

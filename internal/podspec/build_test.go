@@ -122,10 +122,11 @@ func TestBuildMinimal(t *testing.T) {
 			}},
 		},
 		Spec: corev1.PodSpec{
-			ShareProcessNamespace:        new(true),
-			RestartPolicy:                corev1.RestartPolicyNever,
-			AutomountServiceAccountToken: new(false),
-			ServiceAccountName:           "pnsflow-executor",
+			ShareProcessNamespace:         new(true),
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			TerminationGracePeriodSeconds: new(int64(90)),
+			AutomountServiceAccountToken:  new(false),
+			ServiceAccountName:            "pnsflow-executor",
 			InitContainers: []corev1.Container{{
 				Name:          "pns-executor",
 				Image:         "pnsflow/executor:test",
