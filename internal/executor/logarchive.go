@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
@@ -75,7 +76,14 @@ func (a *LogArchiver) Archive(ctx context.Context) ArchivedLog {
 		pr.CloseWithError(errUploadStopped)
 		uploaded <- upload{size, sum, err}
 	}()
-	copyErr := a.copyLog(ctx, io.MultiWriter(pw, tail))
+	// Buffered: a log of millions of short lines would otherwise cost a pipe hand-over each.
+	bw := bufio.NewWriterSize(io.MultiWriter(pw, tail), 64*1024)
+	copyErr := a.copyLog(ctx, bw)
+	if copyErr == nil {
+		if err := bw.Flush(); err != nil {
+			copyErr = errUploadStopped
+		}
+	}
 	pw.CloseWithError(copyErr)
 	up := <-uploaded
 	switch {
@@ -102,11 +110,12 @@ func (a *LogArchiver) copyLog(ctx context.Context, w io.Writer) error {
 	if backoff <= 0 {
 		backoff = time.Second
 	}
-	var last time.Time // the last line's timestamp: lines up to it are stored
+	log := logr.FromContextOrDiscard(ctx)
+	var last lastLine
 	for failures := 0; ; {
 		var since *metav1.Time
-		if !last.IsZero() {
-			since = &metav1.Time{Time: last}
+		if t := last.time(); !t.IsZero() {
+			since = &metav1.Time{Time: t}
 		}
 		err := a.followOnce(ctx, since, w, &last)
 		switch {
@@ -118,6 +127,9 @@ func (a *LogArchiver) copyLog(ctx context.Context, w io.Writer) error {
 			if failures++; failures > retries {
 				return fmt.Errorf("following main's log: %w", err)
 			}
+			log.Info("Following main's log broke; resuming", "error", err.Error(), "after", string(last.raw))
+		default:
+			log.Info("Main's log ended while main runs; resuming", "after", string(last.raw))
 		}
 		select {
 		case <-ctx.Done():
@@ -134,10 +146,22 @@ func (a *LogArchiver) ended(ctx context.Context, wait time.Duration) bool {
 	return a.MainTerminated(ctx) == nil
 }
 
+// lastLine is the timestamp of the last line stored, kept as the kubelet wrote it and parsed
+// only when a follow is resumed: most logs are never resumed, and parsing millions of
+// timestamps would cost the executor seconds of CPU.
+type lastLine struct{ raw []byte }
+
+func (l *lastLine) set(ts []byte) { l.raw = append(l.raw[:0], ts...) }
+
+func (l *lastLine) time() time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, string(l.raw))
+	return t
+}
+
 // followOnce copies one follow stream and advances *last. A resumed follow (since set) starts at
 // the second of the last line stored, which the API cannot say more finely: its lines up to
 // *last are skipped, until the first line after it.
-func (a *LogArchiver) followOnce(ctx context.Context, since *metav1.Time, w io.Writer, last *time.Time) error {
+func (a *LogArchiver) followOnce(ctx context.Context, since *metav1.Time, w io.Writer, last *lastLine) error {
 	stream, err := a.Logs.Follow(ctx, since)
 	if err != nil {
 		return err
@@ -145,16 +169,22 @@ func (a *LogArchiver) followOnce(ctx context.Context, since *metav1.Time, w io.W
 	defer stream.Close()
 	r := bufio.NewReaderSize(stream, 64*1024)
 	atLineStart, replaying, skipping := true, since != nil, false
+	var after time.Time
+	if replaying {
+		after = last.time()
+	}
 	for {
 		raw, err := r.ReadSlice('\n')
 		if chunk := raw; len(chunk) > 0 {
 			if atLineStart {
-				ts, rest, ok := splitTimestamp(chunk)
-				if ok {
-					replaying = replaying && !ts.After(*last)
+				if ts, rest, ok := splitTimestamp(chunk); ok {
+					if replaying {
+						t, err := time.Parse(time.RFC3339Nano, string(ts))
+						replaying = err == nil && !t.After(after)
+					}
 					skipping = replaying
 					if !skipping {
-						*last = ts
+						last.set(ts)
 					}
 					chunk = rest
 				}
@@ -177,17 +207,15 @@ func (a *LogArchiver) followOnce(ctx context.Context, since *metav1.Time, w io.W
 	}
 }
 
-// splitTimestamp splits the kubelet's "<RFC 3339 time> " prefix off a log line.
-func splitTimestamp(line []byte) (time.Time, []byte, bool) {
+// splitTimestamp splits the kubelet's "<RFC 3339 time> " prefix off a log line; it checks the
+// prefix's shape, not its value (parsed only when a follow is resumed).
+func splitTimestamp(line []byte) (ts, rest []byte, ok bool) {
 	i := bytes.IndexByte(line, ' ')
-	if i <= 0 || i > len("2006-01-02T15:04:05.999999999-07:00") {
-		return time.Time{}, line, false
+	if i < len("2006-01-02T15:04:05Z") || i > len("2006-01-02T15:04:05.999999999-07:00") ||
+		line[4] != '-' || line[7] != '-' || line[10] != 'T' || line[13] != ':' {
+		return nil, line, false
 	}
-	ts, err := time.Parse(time.RFC3339Nano, string(line[:i]))
-	if err != nil {
-		return time.Time{}, line, false
-	}
-	return ts, line[i+1:], true
+	return line[:i], line[i+1:], true
 }
 
 // Follow opens main's log with timestamps, following it.

@@ -108,7 +108,7 @@ sleep 1`
 		sum := sha256.Sum256([]byte(file))
 		f := artifactStatus(got, "file")
 		Expect(f).NotTo(BeNil(), describeStatus(got))
-		Expect(*f).To(Equal(v1alpha1.ArtifactStatus{Name: "file", Key: ns + "/store/file", Size: int64(len(file)), SHA256: hex.EncodeToString(sum[:])}))
+		Expect(*f).To(Equal(v1alpha1.ArtifactStatus{Name: "file", Key: ns + "/store/file", Size: int64(len(file)), SHA256: hex.EncodeToString(sum[:]), Archive: "none"}))
 		tree := artifactStatus(got, "tree")
 		Expect(tree).NotTo(BeNil(), describeStatus(got))
 		Expect(tree.Key).To(Equal(ns + "/store/tree"))
@@ -213,11 +213,40 @@ sha256sum /in/file | cut -d' ' -f1 > /pnsflow/outputs/file`).DependsOn("build").
 		Expect(outputs(check)).To(Equal(map[string]string{"files": "2"}))
 	})
 
-	It("archives main's log, readable after the Pod is gone, and takes the result from it past the kubelet's log rotation", func() {
+	It("archives main's log whole, readable after the Pod is gone", func() {
 		ns := newNamespace("artifacts-logs", nil)
 		withArtifactCredentials(ns)
-		// 5 million two-byte lines (10 MB) rotate the kubelet's log file (10 MiB by default)
-		// while main runs; the tail of the log API alone would then be empty.
+		// 200 000 lines: about 8 MB in the kubelet's log format, under its 10 MiB rotation size.
+		w := shell(step("logs", ns), `seq 1 200000; echo 'the end' >&2`)
+		w.Spec.ArchiveLogs = new(true)
+		sr := create(w.Obj())
+		got := terminal(sr, runTimeout)
+		Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
+		logs := artifactStatus(got, v1alpha1.MainLogsArtifact)
+		Expect(logs).NotTo(BeNil(), describeStatus(got))
+		var want strings.Builder
+		for i := 1; i <= 200000; i++ {
+			fmt.Fprintf(&want, "%d\n", i)
+		}
+		want.WriteString("the end\n")
+		sum := sha256.Sum256([]byte(want.String()))
+		Expect(*logs).To(Equal(v1alpha1.ArtifactStatus{Name: v1alpha1.MainLogsArtifact, Key: ns + "/logs/main-logs",
+			Size: int64(want.Len()), SHA256: hex.EncodeToString(sum[:]), Archive: "none"}))
+		Expect(got.Status.Outputs.Result).To(HaveValue(HaveSuffix("199999\n200000\nthe end\n")))
+
+		deletePod(ns, got.Status.PodName)
+		var buf bytes.Buffer
+		size, sha, err := repositoryClient().Download(ctx, logs.Key, &buf)
+		Expect(err).NotTo(HaveOccurred())
+		Expect([]any{size, sha}).To(Equal([]any{logs.Size, logs.SHA256}))
+		Expect(buf.String() == want.String()).To(BeTrue(), "the archived log differs from main's output")
+	})
+
+	It("keeps archiving in order while the kubelet rotates a log of 5 million lines", func() {
+		ns := newNamespace("artifacts-rotate", nil)
+		withArtifactCredentials(ns)
+		// 10 MB of output is ~200 MB in the kubelet's log format: rotated many times while main
+		// runs. Before the result came from the followed stream, such a run reported result "".
 		w := shell(step("chatty", ns), `yes | head -n 5000000; echo 'the end'`)
 		w.Spec.ArchiveLogs = new(true)
 		sr := create(w.Obj())
@@ -225,23 +254,25 @@ sha256sum /in/file | cut -d' ' -f1 > /pnsflow/outputs/file`).DependsOn("build").
 		Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
 		logs := artifactStatus(got, v1alpha1.MainLogsArtifact)
 		Expect(logs).NotTo(BeNil(), describeStatus(got))
-		want := strings.Repeat("y\n", 5000000) + "the end\n"
-		sum := sha256.Sum256([]byte(want))
-		Expect(*logs).To(Equal(v1alpha1.ArtifactStatus{Name: v1alpha1.MainLogsArtifact, Key: ns + "/chatty/main-logs",
-			Size: int64(len(want)), SHA256: hex.EncodeToString(sum[:]), Archive: "none"}))
-		Expect(got.Status.Outputs.Result).NotTo(BeNil())
-		Expect(*got.Status.Outputs.Result).To(HaveSuffix("y\ny\nthe end\n"))
-		Expect(len(*got.Status.Outputs.Result)).To(Equal(v1alpha1.MaxResultBytes))
+		Expect(got.Status.Outputs.Result).To(HaveValue(HaveLen(v1alpha1.MaxResultBytes)), "the result is the stream's tail, not empty")
+		AddReportEntry("log archived under rotation", fmt.Sprintf("%d of %d bytes", logs.Size, 2*5000000+8))
 
-		Expect(k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: got.Status.PodName}})).To(Succeed())
-		Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: got.Status.PodName}, &corev1.Pod{}))
-		}).WithTimeout(time.Minute).Should(BeTrue())
+		deletePod(ns, got.Status.PodName)
 		var buf bytes.Buffer
 		size, sha, err := repositoryClient().Download(ctx, logs.Key, &buf)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(size).To(Equal(logs.Size))
-		Expect(sha).To(Equal(logs.SHA256))
-		Expect(buf.String() == want).To(BeTrue(), "the archived log differs from main's output")
+		Expect([]any{size, sha}).To(Equal([]any{logs.Size, logs.SHA256}))
+		// What the kubelet kept, in order: whole "y" lines (and the last line, if kept), never
+		// a torn or repeated one.
+		body := strings.TrimSuffix(buf.String(), "the end\n")
+		Expect(body).To(MatchRegexp(`\A(y\n)+\z`))
 	})
 })
+
+// deletePod deletes a Pod and waits until it is gone.
+func deletePod(ns, name string) {
+	ExpectWithOffset(1, k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})).To(Succeed())
+	EventuallyWithOffset(1, func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Pod{}))
+	}).WithTimeout(time.Minute).Should(BeTrue())
+}
