@@ -217,7 +217,7 @@ sha256sum /in/file | cut -d' ' -f1 > /pnsflow/outputs/file`).DependsOn("build").
 		ns := newNamespace("artifacts-logs", nil)
 		withArtifactCredentials(ns)
 		// 200 000 lines: about 8 MB in the kubelet's log format, under its 10 MiB rotation size.
-		w := shell(step("logs", ns), `seq 1 200000; echo 'the end' >&2`)
+		w := shell(step("logs", ns), `seq 1 200000; echo 'the end'`)
 		w.Spec.ArchiveLogs = new(true)
 		sr := create(w.Obj())
 		got := terminal(sr, runTimeout)
