@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -42,6 +43,11 @@ const (
 )
 
 func main() {
+	// A GOMEMLIMIT set in the Pod wins; otherwise the collector keeps the heap well inside the
+	// container's memory limit while artifacts stream through it.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(artifact.SoftMemoryLimit)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

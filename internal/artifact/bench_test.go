@@ -5,8 +5,8 @@ package artifact
 // `make bench-artifacts`: throughput of the package against a real SeaweedFS on loopback, next to
 // a plain SDK copy of the same bytes (PutObject/GetObject, one request per object, no transfer
 // manager) as the reference. Each transfer runs in a fresh process of its own (this test binary,
-// re-run as a child), so its peak RSS is what an executor uploading (or a loader downloading)
-// those bytes would reach, not a growth hidden in a long-lived test process. Not run by
+// re-run as a child, with pns-executor's memory limit), so its peak RSS is what an executor
+// uploading (or a loader downloading) those bytes would reach, not a growth hidden in a long-lived test process. Not run by
 // `make test` (build tag bench); it asserts only that every transfer succeeds.
 //
 //	go test -tags bench ./internal/artifact -run TestBenchArtifacts -count=1 -v -timeout 30m
@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,25 +36,6 @@ const (
 	benchFiles    = 10000
 	benchFileLen  = 4 << 10
 )
-
-// seekableGen is a genReader that can Seek (its content is a function of the offset), which the
-// plain SDK PutObject needs over http to hash the payload before sending it.
-type seekableGen struct{ *genReader }
-
-func (s seekableGen) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		off += s.off
-	case io.SeekEnd:
-		off += s.n
-	}
-	if off < 0 {
-		return 0, fmt.Errorf("negative offset")
-	}
-	s.off = off
-	return off, nil
-}
 
 type benchRow struct {
 	what    string
@@ -72,13 +54,29 @@ const (
 
 // benchOps are the transfers, each run alone in a child process.
 var benchOps = map[string]func(ctx context.Context, c *Client, raw *s3.Client, dir string) error{
-	"upload-file": func(ctx context.Context, c *Client, _ *s3.Client, _ string) error {
-		_, _, err := c.UploadFile(ctx, "bench/big", newGenReader(benchFileSize, 7))
+	// The executor uploads a file artifact from the open file, as here.
+	"upload-file": func(ctx context.Context, c *Client, _ *s3.Client, dir string) error {
+		f, err := os.Open(filepath.Join(dir, "big.src"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, _, err = c.UploadFile(ctx, "bench/big", f)
 		return err
 	},
-	"ref-put": func(ctx context.Context, c *Client, raw *s3.Client, _ string) error {
-		_, err := raw.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(c.repo.Bucket), Key: aws.String("bench/big-ref"),
-			Body: seekableGen{newGenReader(benchFileSize, 7)}, ContentLength: aws.Int64(benchFileSize)})
+	"ref-put": func(ctx context.Context, c *Client, raw *s3.Client, dir string) error {
+		f, err := os.Open(filepath.Join(dir, "big.src"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = raw.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(c.repo.Bucket), Key: aws.String("bench/big-ref"),
+			Body: f, ContentLength: aws.Int64(benchFileSize)})
+		return err
+	},
+	// A directory's archive is a stream of unknown length: multipart through the transfer manager.
+	"upload-stream": func(ctx context.Context, c *Client, _ *s3.Client, _ string) error {
+		_, _, err := c.UploadFile(ctx, "bench/big-stream", newGenReader(benchFileSize, 7))
 		return err
 	},
 	// A loader writes what it downloads to a file in the inputs emptyDir.
@@ -156,6 +154,7 @@ func TestBenchChild(t *testing.T) {
 	if op == "" {
 		return // not a child: TestBenchArtifacts runs the transfers
 	}
+	debug.SetMemoryLimit(SoftMemoryLimit) // as pns-executor sets it
 	repo := Repository{Endpoint: os.Getenv(benchEndpointEnv), Bucket: testBucket, Region: DefaultRegion, Insecure: true, PathStyle: true,
 		Credentials: Credentials{AccessKeyID: testAccessKey, SecretAccessKey: testSecretKey}}
 	c, err := NewClient(t.Context(), repo)
@@ -197,11 +196,17 @@ func TestBenchArtifacts(t *testing.T) {
 	var rows []benchRow
 	run := func(what string, n int64, op string) { measure(t, &rows, what, n, op, endpoint, dir) }
 
+	must(t, toFile(filepath.Join(dir, "big.src"), func(w io.Writer) error {
+		_, err := io.Copy(w, newGenReader(benchFileSize, 7))
+		return err
+	}))
 	run("1 GiB file   upload    artifact.UploadFile", benchFileSize, "upload-file")
 	run("1 GiB file   upload    SDK PutObject", benchFileSize, "ref-put")
+	run("1 GiB stream upload    artifact.UploadFile", benchFileSize, "upload-stream")
 	run("1 GiB file   download  artifact.Download", benchFileSize, "download-file")
 	run("1 GiB file   download  SDK GetObject", benchFileSize, "ref-get")
 	must(t, os.Remove(filepath.Join(dir, "big")))
+	must(t, os.Remove(filepath.Join(dir, "big.src")))
 	must(t, os.Remove(filepath.Join(dir, "big-ref")))
 
 	// A tree of 10 000 files of 4 KiB in 100 directories.
