@@ -25,14 +25,7 @@ or go-template=... print the object as kubectl get does. NAME may be written sr/
   kubectl pnsflow get sr/hello -o yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.connect(); err != nil {
-				return err
-			}
-			ns, _, err := a.namespace()
-			if err != nil {
-				return err
-			}
-			obj, err := a.resolve(cmd.Context(), ns, args[0])
+			obj, err := a.lookup(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

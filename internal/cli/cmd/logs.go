@@ -47,14 +47,7 @@ and the tail the executor kept (status.outputs.result, at most 8 KiB) is printed
   kubectl pnsflow logs hello-dag --step fan -f`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.connect(); err != nil {
-				return err
-			}
-			ns, _, err := a.namespace()
-			if err != nil {
-				return err
-			}
-			obj, err := a.resolve(cmd.Context(), ns, args[0])
+			obj, err := a.lookup(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -46,6 +46,19 @@ func ParseTarget(arg string) (kind, name string, err error) {
 	return kind, rest, nil
 }
 
+// lookup connects and resolves NAME in the namespace of -n or the kubeconfig context: what every
+// command that acts on one run does first.
+func (a *app) lookup(ctx context.Context, arg string) (client.Object, error) {
+	if err := a.connect(); err != nil {
+		return nil, err
+	}
+	ns, _, err := a.namespace()
+	if err != nil {
+		return nil, err
+	}
+	return a.resolve(ctx, ns, arg)
+}
+
 // resolve reads the run NAME names: a StepRun or a WorkflowRun. A bare name held by both is
 // ambiguous and must be written sr/NAME or wfr/NAME.
 func (a *app) resolve(ctx context.Context, namespace, arg string, allowed ...string) (client.Object, error) {

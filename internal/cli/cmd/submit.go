@@ -123,14 +123,7 @@ nor suspended, named by generateName (NAME's own, else "NAME-"), annotated
 workflows.pnsflow.dev/resubmitted-from=NAME. -p changes an argument of the copy.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.connect(); err != nil {
-				return err
-			}
-			ns, _, err := a.namespace()
-			if err != nil {
-				return err
-			}
-			old, err := a.resolve(cmd.Context(), ns, args[0])
+			old, err := a.lookup(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -17,14 +17,7 @@ say how many more). Exits 0 when the WorkflowRun Succeeded, 2 Failed, 3 Error,
   kubectl pnsflow watch hello-dag | tee run.log`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.connect(); err != nil {
-				return err
-			}
-			ns, _, err := a.namespace()
-			if err != nil {
-				return err
-			}
-			obj, err := a.resolve(cmd.Context(), ns, args[0])
+			obj, err := a.lookup(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
