@@ -81,3 +81,12 @@ func TestMainNeverStartedAndInfrastructureFailure(t *testing.T) {
 		})
 	}
 }
+
+func TestIntLabel(t *testing.T) {
+	labels := map[string]string{"n": "7", "bad": "x", "empty": ""}
+	for key, want := range map[string]int{"n": 7, "bad": -1, "empty": -1, "missing": -1} {
+		if got := IntLabel(labels, key, -1); got != want {
+			t.Errorf("IntLabel(%q) = %d, want %d", key, got, want)
+		}
+	}
+}

@@ -7,7 +7,6 @@ package runview
 
 import (
 	"slices"
-	"strconv"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -78,8 +77,8 @@ func (w *Workflow) Observe(sr *v1alpha1.StepRun) {
 	if st.FinishedAt != nil && st.FinishedAt.Time.After(f.last) {
 		f.last = st.FinishedAt.Time
 	}
-	n := labelInt(sr.Labels, v1alpha1.LabelAttempt, 0)
-	item := labelInt(sr.Labels, v1alpha1.LabelItem, -1)
+	n := v1alpha1.IntLabel(sr.Labels, v1alpha1.LabelAttempt, 0)
+	item := v1alpha1.IntLabel(sr.Labels, v1alpha1.LabelItem, -1)
 	if item < 0 {
 		if f.latest == nil || n >= f.latest.n {
 			a := &attempt{n: n, phase: st.Phase, exitCode: st.ExitCode, started: st.StartedAt, finished: st.FinishedAt}
@@ -118,18 +117,6 @@ func (w *Workflow) observeItem(f *stepFacts, sr *v1alpha1.StepRun, item, n int) 
 		it.Duration, it.HasDuration = st.FinishedAt.Sub(st.StartedAt.Time), true
 	}
 	f.failed[item] = failedItem{attempt: n, item: it}
-}
-
-func labelInt(labels map[string]string, key string, def int) int {
-	v, ok := labels[key]
-	if !ok {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		return def
-	}
-	return n
 }
 
 // Order returns the run's steps in DAG order with each one's depth, onExit last. A definition

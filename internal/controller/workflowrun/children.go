@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -78,8 +77,8 @@ func sortChildren(list []v1alpha1.StepRun, expected map[string]expectation) *chi
 		if !ok {
 			continue
 		}
-		k := itemKey{step: step, item: labelInt(sr.Labels, v1alpha1.LabelItem, -1)}
-		c.items[k] = append(c.items[k], attempt{name: sr.Name, n: labelInt(sr.Labels, v1alpha1.LabelAttempt, 0), sr: sr})
+		k := itemKey{step: step, item: v1alpha1.IntLabel(sr.Labels, v1alpha1.LabelItem, -1)}
+		c.items[k] = append(c.items[k], attempt{name: sr.Name, n: v1alpha1.IntLabel(sr.Labels, v1alpha1.LabelAttempt, 0), sr: sr})
 		seen[sr.Name] = true
 		c.steps[step] = true
 		c.created++
@@ -95,18 +94,6 @@ func sortChildren(list []v1alpha1.StepRun, expected map[string]expectation) *chi
 		slices.SortFunc(a, func(x, y attempt) int { return x.n - y.n })
 	}
 	return c
-}
-
-func labelInt(labels map[string]string, key string, def int) int {
-	v, ok := labels[key]
-	if !ok {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		return def
-	}
-	return n
 }
 
 // loadChildren lists the run's StepRuns from the cache through the owner index. The objects
