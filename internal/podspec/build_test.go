@@ -79,17 +79,23 @@ func container(t *testing.T, pod *corev1.Pod, name string) corev1.Container {
 
 func executorConfig(t *testing.T, pod *corev1.Pod) executorconfig.Config {
 	t.Helper()
-	for _, e := range container(t, pod, executorconfig.ExecutorContainer).Env {
-		if e.Name == executorconfig.ConfigEnv {
-			c, err := executorconfig.Decode(e.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c
+	c, err := executorconfig.Decode(envValue(t, container(t, pod, executorconfig.ExecutorContainer), executorconfig.ConfigEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// envValue is the value of c's env var name; the test fails without it.
+func envValue(t *testing.T, c corev1.Container, name string) string {
+	t.Helper()
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
 		}
 	}
-	t.Fatalf("executor has no %s", executorconfig.ConfigEnv)
-	return executorconfig.Config{}
+	t.Fatalf("container %s has no %s", c.Name, name)
+	return ""
 }
 
 func volumeNames(pod *corev1.Pod) []string {

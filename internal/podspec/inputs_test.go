@@ -31,17 +31,11 @@ func inputCfg() Config {
 
 func loaderConfig(t *testing.T, c corev1.Container) executorconfig.LoaderConfig {
 	t.Helper()
-	for _, e := range c.Env {
-		if e.Name == executorconfig.LoaderConfigEnv {
-			cfg, err := executorconfig.DecodeLoader(e.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return cfg
-		}
+	cfg, err := executorconfig.DecodeLoader(envValue(t, c, executorconfig.LoaderConfigEnv))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("the loader has no %s", executorconfig.LoaderConfigEnv)
-	return executorconfig.LoaderConfig{}
+	return cfg
 }
 
 func initNames(pod *corev1.Pod) []string {

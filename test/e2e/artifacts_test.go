@@ -217,13 +217,7 @@ sha256sum /in/file | cut -d' ' -f1 > /pnsflow/outputs/file`).DependsOn("build").
 		ns := newNamespace("artifacts-logs", nil)
 		withArtifactCredentials(ns)
 		// 200 000 lines: about 8 MB in the kubelet's log format, under its 10 MiB rotation size.
-		w := shell(step("logs", ns), `seq 1 200000; echo 'the end'`)
-		w.Spec.ArchiveLogs = new(true)
-		sr := create(w.Obj())
-		got := terminal(sr, runTimeout)
-		Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
-		logs := artifactStatus(got, v1alpha1.MainLogsArtifact)
-		Expect(logs).NotTo(BeNil(), describeStatus(got))
+		got, logs := archivingRun(ns, "logs", `seq 1 200000; echo 'the end'`)
 		var want strings.Builder
 		for i := 1; i <= 200000; i++ {
 			fmt.Fprintf(&want, "%d\n", i)
@@ -234,12 +228,7 @@ sha256sum /in/file | cut -d' ' -f1 > /pnsflow/outputs/file`).DependsOn("build").
 			Size: int64(want.Len()), SHA256: hex.EncodeToString(sum[:]), Archive: "none"}))
 		Expect(got.Status.Outputs.Result).To(HaveValue(HaveSuffix("199999\n200000\nthe end\n")))
 
-		deletePod(ns, got.Status.PodName)
-		var buf bytes.Buffer
-		size, sha, err := repositoryClient().Download(ctx, logs.Key, &buf)
-		Expect(err).NotTo(HaveOccurred())
-		Expect([]any{size, sha}).To(Equal([]any{logs.Size, logs.SHA256}))
-		Expect(buf.String() == want.String()).To(BeTrue(), "the archived log differs from main's output")
+		Expect(archivedAfterPod(got, logs) == want.String()).To(BeTrue(), "the archived log differs from main's output")
 	})
 
 	It("keeps archiving in order while the kubelet rotates a log of 5 million lines", func() {
@@ -247,32 +236,40 @@ sha256sum /in/file | cut -d' ' -f1 > /pnsflow/outputs/file`).DependsOn("build").
 		withArtifactCredentials(ns)
 		// 10 MB of output is ~200 MB in the kubelet's log format: rotated many times while main
 		// runs. Before the result came from the followed stream, such a run reported result "".
-		w := shell(step("chatty", ns), `yes | head -n 5000000; echo 'the end'`)
-		w.Spec.ArchiveLogs = new(true)
-		sr := create(w.Obj())
-		got := terminal(sr, runTimeout)
-		Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
-		logs := artifactStatus(got, v1alpha1.MainLogsArtifact)
-		Expect(logs).NotTo(BeNil(), describeStatus(got))
+		got, logs := archivingRun(ns, "chatty", `yes | head -n 5000000; echo 'the end'`)
 		Expect(got.Status.Outputs.Result).To(HaveValue(HaveLen(v1alpha1.MaxResultBytes)), "the result is the stream's tail, not empty")
 		AddReportEntry("log archived under rotation", fmt.Sprintf("%d of %d bytes", logs.Size, 2*5000000+8))
 
-		deletePod(ns, got.Status.PodName)
-		var buf bytes.Buffer
-		size, sha, err := repositoryClient().Download(ctx, logs.Key, &buf)
-		Expect(err).NotTo(HaveOccurred())
-		Expect([]any{size, sha}).To(Equal([]any{logs.Size, logs.SHA256}))
 		// What the kubelet kept, in order: whole "y" lines (and the last line, if kept), never
 		// a torn or repeated one.
-		body := strings.TrimSuffix(buf.String(), "the end\n")
+		body := strings.TrimSuffix(archivedAfterPod(got, logs), "the end\n")
 		Expect(body).To(MatchRegexp(`\A(y\n)+\z`))
 	})
 })
 
-// deletePod deletes a Pod and waits until it is gone.
-func deletePod(ns, name string) {
-	ExpectWithOffset(1, k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})).To(Succeed())
+// archivingRun runs script with archiveLogs in ns, expects it Succeeded with main's log stored,
+// and returns the run and that artifact.
+func archivingRun(ns, name, script string) (*v1alpha1.StepRun, *v1alpha1.ArtifactStatus) {
+	w := shell(step(name, ns), script)
+	w.Spec.ArchiveLogs = new(true)
+	got := terminal(create(w.Obj()), runTimeout)
+	ExpectWithOffset(1, got.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(got))
+	logs := artifactStatus(got, v1alpha1.MainLogsArtifact)
+	ExpectWithOffset(1, logs).NotTo(BeNil(), describeStatus(got))
+	return got, logs
+}
+
+// archivedAfterPod deletes the run's Pod, then reads the archived log from the repository,
+// checking it is what the status recorded.
+func archivedAfterPod(sr *v1alpha1.StepRun, logs *v1alpha1.ArtifactStatus) string {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: sr.Namespace, Name: sr.Status.PodName}}
+	ExpectWithOffset(1, k8s.Delete(ctx, pod)).To(Succeed())
 	EventuallyWithOffset(1, func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Pod{}))
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
 	}).WithTimeout(time.Minute).Should(BeTrue())
+	var buf bytes.Buffer
+	size, sha, err := repositoryClient().Download(ctx, logs.Key, &buf)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	ExpectWithOffset(1, []any{size, sha}).To(Equal([]any{logs.Size, logs.SHA256}))
+	return buf.String()
 }
