@@ -352,6 +352,9 @@ type StepRunStatus struct {
 	// outputs are the collected outputs.
 	// +optional
 	Outputs *StepRunOutputs `json:"outputs,omitempty"`
+	// timings records when each stage of the run happened; see StepRunTimings.
+	// +optional
+	Timings *StepRunTimings `json:"timings,omitempty"`
 	// executorRestarts is how many times the kubelet restarted the pns-executor sidecar, as the
 	// last writer saw it.
 	// +kubebuilder:validation:Minimum=0

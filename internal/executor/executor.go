@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
@@ -100,7 +101,13 @@ type Executor struct {
 	// BootTime reads CLOCK_BOOTTIME (MainProcess.Started's clock); nil means the real clock.
 	BootTime func() time.Duration
 	Log      logr.Logger
+
+	// marks are the stage times the reports carry.
+	marks stageMarks
 }
+
+// Timings are the stage times the executor knows now, for its reports.
+func (e *Executor) Timings() v1alpha1.StepRunTimings { return e.marks.timings() }
 
 // Options are what New needs to wire an Executor.
 type Options struct {
@@ -163,6 +170,8 @@ func New(o Options) (*Executor, error) {
 		Grace:     o.Grace,
 		Log:       o.Log,
 	}
+	e.marks.started(processStart(o.ProcRoot))
+	reporter.Timings = e.Timings
 	if (len(c.Artifacts) > 0 || c.Logs != nil) && c.Repository != nil {
 		up, err := newUploader(*c.Repository)
 		if err != nil {
@@ -202,6 +211,7 @@ func New(o Options) (*Executor, error) {
 func (e *Executor) Run(ctx context.Context) error {
 	log := e.Log
 	ctx = logr.NewContext(ctx, log)
+	e.marks.started(time.Now())
 	// A deleted Pod ends the grace at once: kubelet stops main too, and the controller records
 	// the deletion (PodDeleted) rather than an exit code the deletion caused.
 	work, cancelWork := withGrace(ctx, e.Grace, e.Pod.Deleting())
@@ -236,6 +246,9 @@ func (e *Executor) Run(ctx context.Context) error {
 		return err
 	}
 	defer proc.Close()
+	if proc != nil {
+		e.marks.mainRan(bootToWall(proc.Started, e.bootTime(), time.Now()), time.Time{})
+	}
 
 	// Running is reported beside the wait, not before it: it waits for the kubelet to say main
 	// runs, and the terminal report waits for it, so the two are never out of order.
@@ -258,6 +271,7 @@ func (e *Executor) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("%w: %w", ErrNoExitCode, err)
 	}
+	e.marks.kubelet(term.Pod, term.StartedAt, term.FinishedAt)
 	log.Info("Main terminated", "exitCode", term.ExitCode, "reason", term.Reason, "podReason", term.PodReason)
 
 	var root *os.File
@@ -364,6 +378,7 @@ func (e *Executor) reportRunning(ctx, work context.Context) {
 	if err != nil || st.Terminated != nil || st.Running == nil || ctx.Err() != nil {
 		return
 	}
+	e.marks.kubelet(st.Pod, st.Running.StartedAt, time.Time{})
 	if err := e.Reporter.ReportRunning(work, st.Running.StartedAt); err != nil {
 		if errors.Is(err, ErrAlreadyTerminal) {
 			e.Log.Info("StepRun already terminal; not reporting Running")
@@ -385,17 +400,22 @@ func (e *Executor) wait(work context.Context, proc *MainProcess) time.Duration {
 		}
 		return 0
 	}
-	boot := e.BootTime
-	if boot == nil {
-		boot = bootTime
-	}
+	exited, bootNow := time.Now(), e.bootTime()
+	e.marks.mainRan(time.Time{}, exited)
 	if proc.Started <= 0 {
 		return 0
 	}
-	if d := boot() - proc.Started; d > 0 {
+	if d := bootNow - proc.Started; d > 0 {
 		return d
 	}
 	return 0
+}
+
+func (e *Executor) bootTime() time.Duration {
+	if e.BootTime != nil {
+		return e.BootTime()
+	}
+	return bootTime()
 }
 
 // untilMainTerminated returns a context that ends with parent or when the Pod says main

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
@@ -43,6 +44,8 @@ type Termination struct {
 	PodMessage string
 	// DeadlineAt is status.startTime + spec.activeDeadlineSeconds, zero without a deadline.
 	DeadlineAt time.Time
+	// Pod is when the Pod was created and scheduled.
+	Pod v1alpha1.StepRunTimings
 }
 
 // MainState is what the Pod says about main: nothing yet, running, or terminated; and how often
@@ -51,11 +54,12 @@ type MainState struct {
 	Running          *Running
 	Terminated       *Termination
 	ExecutorRestarts int32
+	Pod              v1alpha1.StepRunTimings
 }
 
 // MainStateOf reads main's state from a Pod.
 func MainStateOf(pod *corev1.Pod) MainState {
-	var st MainState
+	st := MainState{Pod: v1alpha1.PodTimings(pod)}
 	if ex := executorconfig.ExecutorStatus(pod); ex != nil {
 		st.ExecutorRestarts = ex.RestartCount
 	}
@@ -76,6 +80,7 @@ func MainStateOf(pod *corev1.Pod) MainState {
 				FinishedAt: t.FinishedAt.Time,
 				PodReason:  pod.Status.Reason,
 				PodMessage: pod.Status.Message,
+				Pod:        st.Pod,
 			}
 			if d := pod.Spec.ActiveDeadlineSeconds; d != nil && pod.Status.StartTime != nil {
 				term.DeadlineAt = pod.Status.StartTime.Add(time.Duration(*d) * time.Second)

@@ -128,6 +128,7 @@ type patchStatus struct {
 	Message            string                   `json:"message"`
 	Outputs            *v1alpha1.StepRunOutputs `json:"outputs,omitempty"`
 	ExecutorRestarts   int32                    `json:"executorRestarts,omitempty"`
+	Timings            *v1alpha1.StepRunTimings `json:"timings,omitempty"`
 	// Conditions are sent whole (a merge patch replaces a list): the current ones, with
 	// Succeeded set, so the controller's conditions are kept.
 	Conditions []metav1.Condition `json:"conditions"`
@@ -139,6 +140,8 @@ type RunInfo struct {
 	Privilege executorconfig.Privilege
 	// ExecutorRestarts is how often the kubelet restarted the executor, when the report is made.
 	ExecutorRestarts int32
+	// Timings are the stage times known when the report is made.
+	Timings v1alpha1.StepRunTimings
 }
 
 // RunInfoOf takes the RunInfo from the executor's config.
@@ -194,6 +197,7 @@ func RunningPatch(current *v1alpha1.StepRun, info RunInfo, startedAt, now time.T
 			Message:            msg,
 			Conditions:         conds,
 			ExecutorRestarts:   info.ExecutorRestarts,
+			Timings:            v1alpha1.MergeTimings(current.Status.Timings, info.Timings),
 		},
 	}
 	return json.Marshal(p)
@@ -224,6 +228,9 @@ func TerminalPatch(current *v1alpha1.StepRun, info RunInfo, o Outcome, now time.
 		Conditions:         conds,
 		ExecutorRestarts:   info.ExecutorRestarts,
 	}
+	timings := info.Timings
+	timings.Reported = v1alpha1.MicroTimeOf(now)
+	st.Timings = v1alpha1.MergeTimings(current.Status.Timings, timings)
 	if len(o.Parameters) > 0 || len(o.Artifacts) > 0 || o.Result != nil {
 		st.Outputs = &v1alpha1.StepRunOutputs{Parameters: o.Parameters, Artifacts: o.Artifacts, Result: o.Result}
 	}
@@ -242,6 +249,8 @@ type Reporter struct {
 	Info RunInfo
 	// Restarts, when set, tells each report how often the kubelet has restarted the executor.
 	Restarts func() int32
+	// Timings, when set, gives each report the stage times known then.
+	Timings func() v1alpha1.StepRunTimings
 	// Now is the clock of the conditions' lastTransitionTime.
 	Now func() time.Time
 	// MaxConflicts bounds the re-reads after 409 Conflict; MaxRetries the retries of transient
@@ -300,6 +309,9 @@ func (r *Reporter) info() RunInfo {
 	info := r.Info
 	if r.Restarts != nil {
 		info.ExecutorRestarts = r.Restarts()
+	}
+	if r.Timings != nil {
+		info.Timings = r.Timings()
 	}
 	return info
 }

@@ -220,6 +220,7 @@ func TestRunningPatch(t *testing.T) {
 
 func TestTerminalPatch(t *testing.T) {
 	now := t1.Add(time.Second)
+	reportedAt := map[string]any{"reported": "2026-05-01T10:01:03.000000Z"}
 	running := metav1.Condition{Type: v1alpha1.ConditionSucceeded, Status: metav1.ConditionUnknown,
 		Reason: v1alpha1.ReasonRunning, Message: "main is running", LastTransitionTime: metav1.NewTime(t0)}
 	tests := []struct {
@@ -238,6 +239,7 @@ func TestTerminalPatch(t *testing.T) {
 				"phase": "Succeeded", "exitCode": float64(0), "podName": "sr-pod", "observedGeneration": float64(2),
 				"startedAt": "2026-05-01T10:00:00Z", "finishedAt": "2026-05-01T10:01:02Z", "duration": "1m2s",
 				"reason": "Succeeded", "message": "main exited with code 0",
+				"timings": reportedAt,
 				"outputs": map[string]any{
 					"parameters": []any{map[string]any{"name": "a", "value": "1"}},
 					"result":     "hello\n",
@@ -260,7 +262,7 @@ func TestTerminalPatch(t *testing.T) {
 			"metadata": map[string]any{"resourceVersion": "9"},
 			"status": map[string]any{
 				"phase": "Error", "exitCode": float64(137), "finishedAt": "2026-05-01T10:01:02Z", "podName": "sr-pod", "observedGeneration": float64(2),
-				"reason": "OOMKilled", "message": "oom",
+				"reason": "OOMKilled", "message": "oom", "timings": reportedAt,
 				"conditions": []any{
 					map[string]any{"type": "ExecutorPrivileged", "status": "False", "reason": "UIDAndGIDKnown",
 						"message": "runs as main's UID/GID", "observedGeneration": float64(2), "lastTransitionTime": "2026-05-01T10:00:00Z"},
@@ -282,7 +284,7 @@ func TestTerminalPatch(t *testing.T) {
 			"metadata": map[string]any{"resourceVersion": "9"},
 			"status": map[string]any{
 				"phase": "Error", "exitCode": float64(128), "finishedAt": "2026-05-01T10:01:02Z", "podName": "sr-pod", "observedGeneration": float64(2),
-				"reason": "MainStartFailed", "message": "no start",
+				"reason": "MainStartFailed", "message": "no start", "timings": reportedAt,
 				"conditions": []any{
 					map[string]any{"type": "ExecutorPrivileged", "status": "False", "reason": "UIDAndGIDKnown",
 						"message": "runs as main's UID/GID", "observedGeneration": float64(2), "lastTransitionTime": "2026-05-01T10:00:00Z"},
@@ -446,5 +448,39 @@ func TestReporterRefusesAReplacedStepRun(t *testing.T) {
 	r.UID = "another-uid"
 	if err := r.ReportRunning(context.Background(), t0); err == nil || len(api.patches) != 0 {
 		t.Errorf("err = %v, %d patches; want an error and no patch", err, len(api.patches))
+	}
+}
+
+func TestReportsKeepTheStageTimesAlreadyRecorded(t *testing.T) {
+	// An executor restarted after its first report knows its own, later, start: the status keeps
+	// the first, and gains what it lacked.
+	first, restarted := t0.Add(1500*time.Microsecond), t0.Add(9*time.Second)
+	current := stepRunWith("7", v1alpha1.StepRunRunning)
+	current.Status.Timings = &v1alpha1.StepRunTimings{ExecutorStarted: v1alpha1.MicroTimeOf(first)}
+	info := RunInfo{Pod: "sr-pod", Timings: v1alpha1.StepRunTimings{
+		ExecutorStarted: v1alpha1.MicroTimeOf(restarted),
+		MainExited:      v1alpha1.MicroTimeOf(t1),
+	}}
+	now := t1.Add(250 * time.Microsecond)
+	b, err := TerminalPatch(current, info, Outcome{Phase: v1alpha1.StepRunSucceeded, Reason: v1alpha1.ReasonSucceeded}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"executorStarted": "2026-05-01T10:00:00.001500Z",
+		"mainExited":      "2026-05-01T10:01:02.000000Z",
+		"reported":        "2026-05-01T10:01:02.000250Z",
+	}
+	got := decodeJSON(t, b)["status"].(map[string]any)["timings"]
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("timings (-want +got):\n%s", diff)
+	}
+
+	b, err = RunningPatch(stepRunWith("7", v1alpha1.StepRunPending), RunInfo{Pod: "sr-pod"}, t0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := decodeJSON(t, b)["status"].(map[string]any)["timings"]; ok {
+		t.Errorf("a Running report without stage times sends timings %v, want none", got)
 	}
 }

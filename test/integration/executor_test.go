@@ -44,6 +44,11 @@ var _ = Describe("The executor against a real API server", func() {
 		sr := create(MakeStepRun("happy", ns).Output("greeting", "/pnsflow/outputs/greeting", nil).Obj())
 		pending(sr)
 		rep := reporterFor(sr)
+		// The executor's own stage times, microseconds and all.
+		executorStarted := time.Now().Add(-1234 * time.Microsecond).UTC()
+		rep.Timings = func() v1alpha1.StepRunTimings {
+			return v1alpha1.StepRunTimings{ExecutorStarted: v1alpha1.MicroTimeOf(executorStarted)}
+		}
 
 		By("watching its own Pod until kubelet says main terminated")
 		watcher, err := executor.NewPodWatcher(asExecutor(ns), ns, podspec.PodName(sr.Name))
@@ -77,6 +82,12 @@ var _ = Describe("The executor against a real API server", func() {
 		Expect(st.FinishedAt).NotTo(BeNil())
 		Expect(st.Duration).NotTo(BeEmpty())
 		Expect(meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionSucceeded)).To(BeTrue())
+		Expect(st.Timings).NotTo(BeNil())
+		Expect(st.Timings.ExecutorStarted.Time).To(BeTemporally("==", executorStarted.Truncate(time.Microsecond)),
+			"stage times keep their microseconds through the API server")
+		Expect(st.Timings.Reported).NotTo(BeNil())
+		Expect(st.Timings.Reported.Time).To(BeTemporally(">", executorStarted))
+		Expect(st.Timings.PodCreated).To(BeNil(), "this reporter was given no Pod times")
 
 		By("the controller agreeing: no mismatch, no second write of the phase")
 		setPodStatus(sr, corev1.PodSucceeded, exited(0, "Completed"), exited(0, "Completed"))

@@ -133,7 +133,7 @@ var _ = Describe("StepRun controller", func() {
 	DescribeTable("ends the run Error when the executor cannot report",
 		func(executor, main corev1.ContainerState, podPhase corev1.PodPhase, reason string, exitCode *int32) {
 			sr := create(MakeStepRun("lost", ns).Obj())
-			pending(sr)
+			pod := pending(sr)
 			setPodStatus(sr, podPhase, executor, main)
 			Eventually(statusOf(sr)).Should(ended(v1alpha1.StepRunError, reason))
 			st := statusOf(sr)(Default)
@@ -143,6 +143,9 @@ var _ = Describe("StepRun controller", func() {
 				Expect(st.ExitCode).To(HaveValue(Equal(*exitCode)))
 			}
 			Expect(st.FinishedAt).NotTo(BeNil())
+			Expect(st.Timings).NotTo(BeNil(), "the controller records the stage times it knows")
+			Expect(st.Timings.PodCreated.Time).To(BeTemporally("==", pod.CreationTimestamp.Time))
+			Expect(st.Timings.Reported).To(BeNil(), "the report stage is the executor's")
 			Expect(meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionSucceeded)).To(
 				And(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", reason)))
 		},

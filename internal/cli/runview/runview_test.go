@@ -205,3 +205,18 @@ func TestBytesReadsLikeLsH(t *testing.T) {
 		}
 	}
 }
+
+func TestStepRunModelNamesEachRecordedStage(t *testing.T) {
+	sr := MakeStepRun("hello", "ns").Obj()
+	sr.CreationTimestamp = metav1.NewTime(t0)
+	mt := func(ms int) *metav1.MicroTime { return v1alpha1.MicroTimeOf(t0.Add(time.Duration(ms) * time.Millisecond)) }
+	sr.Status = v1alpha1.StepRunStatus{Phase: v1alpha1.StepRunSucceeded, Timings: &v1alpha1.StepRunTimings{
+		PodCreated: mt(0), PodScheduled: mt(1000), ExecutorStarted: mt(1500), MainStarted: mt(2500),
+		MainExited: mt(2600), Reported: mt(2650)}}
+	ms := time.Millisecond
+	want := []tree.Stage{{Label: "create Pod"}, {Label: "schedule", Duration: 1000 * ms}, {Label: "start executor", Duration: 500 * ms},
+		{Label: "start main", Duration: 1000 * ms}, {Label: "main", Duration: 100 * ms}, {Label: "report", Duration: 50 * ms}}
+	if diff := cmp.Diff(want, StepRun(sr, t0).Stages); diff != "" {
+		t.Errorf("stages (-want +got):\n%s", diff)
+	}
+}

@@ -16,6 +16,9 @@ func StepRun(sr *v1alpha1.StepRun, now time.Time) tree.Model {
 	if m.Phase == "" {
 		m.Phase = tree.Pending
 	}
+	for _, s := range st.Timings.Stages(sr.CreationTimestamp.Time) {
+		m.Stages = append(m.Stages, tree.Stage{Label: stageLabels[s.Name], Duration: s.Duration})
+	}
 	switch {
 	case st.StartedAt != nil && st.FinishedAt != nil:
 		m.Elapsed, m.HasElapsed, m.Finished = st.FinishedAt.Sub(st.StartedAt.Time), true, true
@@ -23,6 +26,16 @@ func StepRun(sr *v1alpha1.StepRun, now time.Time) tree.Model {
 		m.Elapsed, m.HasElapsed = now.Sub(st.StartedAt.Time), true
 	}
 	return m
+}
+
+// stageLabels name the stages as a user thinks of them.
+var stageLabels = map[string]string{
+	v1alpha1.StagePodCreate:     "create Pod",
+	v1alpha1.StageSchedule:      "schedule",
+	v1alpha1.StageExecutorStart: "start executor",
+	v1alpha1.StageMainStart:     "start main",
+	v1alpha1.StageMain:          "main",
+	v1alpha1.StageReport:        "report",
 }
 
 // Outputs lists collected parameters, then stored artifacts with where they are.

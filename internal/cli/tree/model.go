@@ -43,6 +43,14 @@ type Model struct {
 	ExitCode *int32
 	PodName  string
 	Outputs  []Output
+	// Stages are where the StepRun's time went, in order.
+	Stages []Stage
+}
+
+// Stage is one stage of a StepRun and how long it took.
+type Stage struct {
+	Label    string
+	Duration time.Duration
 }
 
 // Step is one step of a WorkflowRun.

@@ -3,6 +3,8 @@ package tree
 import (
 	"fmt"
 	"strings"
+	"time"
+	"unicode/utf8"
 )
 
 // Options say where the text goes.
@@ -409,6 +411,44 @@ func stepRunLines(m Model, o Options) []line {
 		for _, a := range artifacts {
 			out = append(out, append(line{{"    ", plain}}, outputLine(a)...))
 		}
+	}
+	return append(out, stageLines(m.Stages, o.Width)...)
+}
+
+// stageBarWidth is the longest stage's bar.
+const stageBarWidth = 24
+
+// stageLines draws each stage's duration with a bar scaled to the longest, so the slow stage
+// stands out; the bars shrink (or go) to fit a narrow terminal.
+func stageLines(stages []Stage, width int) []line {
+	if len(stages) == 0 {
+		return nil
+	}
+	labelW, durW, longest := 0, 0, time.Duration(0)
+	for _, s := range stages {
+		labelW = max(labelW, utf8.RuneCountInString(s.Label))
+		durW = max(durW, len(StageDuration(s.Duration)))
+		longest = max(longest, s.Duration)
+	}
+	barW := stageBarWidth
+	if width > 0 {
+		barW = max(0, min(barW, width-(4+labelW+2+durW+2)))
+	}
+	out := []line{{{"  stages", dim}}}
+	for _, s := range stages {
+		d := StageDuration(s.Duration)
+		bar := 0
+		if longest > 0 {
+			bar = int((s.Duration*time.Duration(barW) + longest/2) / longest)
+		}
+		if bar == 0 && s.Duration > 0 && barW > 0 {
+			bar = 1 // every stage that took time shows some
+		}
+		l := line{{"    " + pad(s.Label, labelW) + "  ", plain}, {strings.Repeat(" ", durW-len(d)) + d, plain}}
+		if bar > 0 {
+			l = append(l, seg{"  " + strings.Repeat("▇", bar), dim})
+		}
+		out = append(out, l)
 	}
 	return out
 }

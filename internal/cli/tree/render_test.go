@@ -106,6 +106,8 @@ func TestRenderGolden(t *testing.T) {
 		{"steprun", Model{Kind: "StepRun", Namespace: "default", Name: "hello", Phase: Succeeded, Reason: "Succeeded",
 			ExitCode: code(0), Elapsed: 1200 * time.Millisecond, HasElapsed: true, Finished: true, PodName: "hello-pod",
 			Outputs: []Output{{Name: "greeting", Value: "world"}, {Name: "report", Value: "pnsflow/default/hello/report (2.0 KiB, sha256 4f2a…)", Artifact: true}}}, Options{}},
+		{"steprun-stages", stepRunWithStages(), Options{}},
+		{"steprun-stages-narrow-40", stepRunWithStages(), Options{Width: 40}},
 		{"steprun-error", Model{Kind: "StepRun", Namespace: "default", Name: "broken", Phase: Error, Reason: "ImagePullFailed",
 			Message: `pulling "nope:latest": not found`}, Options{}},
 	}
@@ -192,4 +194,13 @@ func TestDurationReadsLikeTheAPIs(t *testing.T) {
 			t.Errorf("Duration(%s) = %q, want %q", d, got, want)
 		}
 	}
+}
+
+// stepRunWithStages is a finished StepRun whose time went mostly into starting main.
+func stepRunWithStages() Model {
+	ms := time.Millisecond
+	return Model{Kind: "StepRun", Namespace: "default", Name: "slow-start", Phase: Succeeded, Reason: "Succeeded",
+		ExitCode: code(0), Elapsed: 52 * ms, HasElapsed: true, Finished: true, PodName: "slow-start-pod",
+		Stages: []Stage{{"create Pod", 8 * ms}, {"schedule", 0}, {"start executor", 812 * ms},
+			{"start main", 3140 * ms}, {"main", 52 * ms}, {"report", 61 * ms}}}
 }

@@ -133,6 +133,21 @@ func Duration(d time.Duration) string {
 	}
 }
 
+// StageDuration is a stage's length, finer than Duration where stages differ: milliseconds
+// under a second, hundredths of a second under a minute, then whole seconds.
+func StageDuration(d time.Duration) string {
+	switch {
+	case d < 0:
+		return ""
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(10 * time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
 // firstLine is the first line of a value, marked when more follows.
 func firstLine(v string) string {
 	if i := strings.IndexByte(v, '\n'); i >= 0 && i < len(v)-1 {

@@ -207,6 +207,7 @@ func (r *Reconciler) finish(ctx context.Context, sr *v1alpha1.StepRun, pod *core
 		started = &finished
 	}
 	sr.Status.SetTimes(started, &finished)
+	sr.Status.Timings = v1alpha1.MergeTimings(sr.Status.Timings, stageTimings(pod, plausible(sr, o.StartedAt), plausible(sr, o.FinishedAt)))
 	sr.Status.ExecutorRestarts = max(sr.Status.ExecutorRestarts, o.ExecutorRestarts)
 	if o.MainNeverStarted {
 		meta.SetStatusCondition(&sr.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionMainStarted,
@@ -235,6 +236,22 @@ func (r *Reconciler) finish(ctx context.Context, sr *v1alpha1.StepRun, pod *core
 		}
 	}
 	return ctrl.Result{}, nil
+}
+
+// stageTimings are the stage times the controller knows when it ends a run: the Pod's, and
+// main's from the kubelet. It records no report time: that stage is the executor's.
+func stageTimings(pod *corev1.Pod, mainStarted, mainExited *time.Time) v1alpha1.StepRunTimings {
+	var t v1alpha1.StepRunTimings
+	if pod != nil {
+		t = v1alpha1.PodTimings(pod)
+	}
+	if mainStarted != nil {
+		t.MainStarted = v1alpha1.MicroTimeOf(*mainStarted)
+	}
+	if mainExited != nil {
+		t.MainExited = v1alpha1.MicroTimeOf(*mainExited)
+	}
+	return t
 }
 
 // plausible drops a kubelet timestamp that cannot belong to this run (see
