@@ -209,7 +209,9 @@ func TestBytesReadsLikeLsH(t *testing.T) {
 func TestStepRunModelNamesEachRecordedStage(t *testing.T) {
 	sr := MakeStepRun("hello", "ns").Obj()
 	sr.CreationTimestamp = metav1.NewTime(t0)
-	mt := func(ms int) *metav1.MicroTime { return v1alpha1.MicroTimeOf(t0.Add(time.Duration(ms) * time.Millisecond)) }
+	mt := func(ms int) *metav1.MicroTime {
+		return v1alpha1.MicroTimeOf(t0.Add(time.Duration(ms) * time.Millisecond))
+	}
 	sr.Status = v1alpha1.StepRunStatus{Phase: v1alpha1.StepRunSucceeded, Timings: &v1alpha1.StepRunTimings{
 		PodCreated: mt(0), PodScheduled: mt(1000), ExecutorStarted: mt(1500), MainStarted: mt(2500),
 		MainExited: mt(2600), Reported: mt(2650)}}
