@@ -20,18 +20,21 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/controller/steprun"
 	"github.com/pnsflow/pnsflow/internal/controller/workflowrun"
+	"github.com/pnsflow/pnsflow/internal/metrics"
 	"github.com/pnsflow/pnsflow/internal/podspec"
 )
 
 // The shipped defaults. cmd/manager's flags default to these (through DefaultOptions), and the
 // fan-out benchmark (test/bench) runs with them, so what is measured is what ships.
 const (
-	DefaultMetricsAddr = ":8080"
+	DefaultMetricsAddr = ":8443"
 	DefaultProbeAddr   = ":8081"
 	// DefaultQPS and DefaultBurst are the client-side limits towards the API server. The API
 	// server's priority and fairness protects it; a low client-side limit (Argo's qps 20) is
@@ -57,6 +60,7 @@ const (
 func DefaultOptions() Options {
 	return Options{
 		MetricsAddr:        DefaultMetricsAddr,
+		MetricsSecure:      true,
 		ProbeAddr:          DefaultProbeAddr,
 		QPS:                DefaultQPS,
 		Burst:              DefaultBurst,
@@ -71,7 +75,12 @@ func DefaultOptions() Options {
 // worker counts mean the defaults above.
 type Options struct {
 	MetricsAddr, ProbeAddr string
-	LeaderElect            bool
+	// MetricsSecure serves metrics over HTTPS to callers whose token may GET /metrics, as
+	// kubebuilder's scaffold does; MetricsCertDir holds tls.crt and tls.key (empty: a
+	// self-signed certificate made at start).
+	MetricsSecure  bool
+	MetricsCertDir string
+	LeaderElect    bool
 	// LeaderElectionNamespace is needed when running outside a cluster with LeaderElect.
 	LeaderElectionNamespace string
 	// QPS and Burst are the client-side rate limits towards the API server.
@@ -129,7 +138,7 @@ func build(cfg *rest.Config, o Options, ready *readiness) (ctrl.Manager, error) 
 	cfg.QPS, cfg.Burst = o.QPS, o.Burst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                 metricsOptions(o),
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        "pnsflow-manager.pnsflow.dev",
@@ -143,6 +152,10 @@ func build(cfg *rest.Config, o Options, ready *readiness) (ctrl.Manager, error) 
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+	rec, err := metrics.Register(ctrlmetrics.Registry, mgr.GetCache())
+	if err != nil {
+		return nil, err
+	}
 	if err := (&steprun.Reconciler{
 		Client:                  mgr.GetClient(),
 		Clock:                   o.Clock,
@@ -151,6 +164,7 @@ func build(cfg *rest.Config, o Options, ready *readiness) (ctrl.Manager, error) 
 		MaxConcurrentReconciles: o.StepRunWorkers,
 		APIReader:               mgr.GetAPIReader(),
 		ArtifactRepository:      o.ArtifactRepository,
+		Metrics:                 rec,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the steprun controller: %w", err)
 	}
@@ -161,6 +175,7 @@ func build(cfg *rest.Config, o Options, ready *readiness) (ctrl.Manager, error) 
 		Client:                  mgr.GetClient(),
 		Clock:                   o.Clock,
 		MaxConcurrentReconciles: o.WorkflowRunWorkers,
+		Metrics:                 rec,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the workflowrun controller: %w", err)
 	}
@@ -176,6 +191,21 @@ func build(cfg *rest.Config, o Options, ready *readiness) (ctrl.Manager, error) 
 		}
 	}
 	return mgr, nil
+}
+
+// metricsOptions serves the metrics endpoint as the scaffold does: with MetricsSecure, over
+// HTTPS, and only to callers the API server authenticates and authorizes for GET /metrics.
+func metricsOptions(o Options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+		m.CertDir = o.MetricsCertDir
+		if m.CertDir != "" {
+			m.CertName, m.KeyName = "tls.crt", "tls.key"
+		}
+	}
+	return m
 }
 
 // withDefaults fills the zero values that would otherwise mean client-go's or

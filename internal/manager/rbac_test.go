@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -50,6 +51,11 @@ var reviewed = map[string][]string{
 		"create events",
 		"patch events",
 	},
+	// The metrics endpoint's authentication and authorization of its callers.
+	"metrics_auth_role.yaml": {
+		"create authentication.k8s.io/tokenreviews",
+		"create authorization.k8s.io/subjectaccessreviews",
+	},
 	"executor_role.yaml": {
 		"get workflows.pnsflow.dev/stepruns",
 		"patch workflows.pnsflow.dev/stepruns/status",
@@ -66,6 +72,7 @@ func TestShippedRolesGrantExactlyTheReviewedRules(t *testing.T) {
 		"role.yaml":                 {"ClusterRole", "pnsflow-manager"},
 		"leader_election_role.yaml": {"Role", "pnsflow-leader-election"},
 		"executor_role.yaml":        {"ClusterRole", "pnsflow-executor"},
+		"metrics_auth_role.yaml":    {"ClusterRole", "pnsflow-metrics-auth"},
 	}
 	for file, want := range roles {
 		t.Run(file, func(t *testing.T) {
@@ -90,6 +97,19 @@ func TestShippedRolesGrantExactlyTheReviewedRules(t *testing.T) {
 					file, strings.Join(stale, "\n  "))
 			}
 		})
+	}
+}
+
+// The metrics reader is for whatever scrapes the manager, never bound by pnsflow itself: it may
+// read /metrics and nothing else.
+func TestTheMetricsReaderRoleReadsOnlyMetrics(t *testing.T) {
+	kind, name, rules, err := readRole(filepath.Join("..", "..", "config", "rbac", "metrics_reader_role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}
+	if kind != "ClusterRole" || name != "pnsflow-metrics-reader" || !reflect.DeepEqual(rules, want) {
+		t.Errorf("metrics_reader_role.yaml: %s %q with rules %+v, want ClusterRole pnsflow-metrics-reader with %+v", kind, name, rules, want)
 	}
 }
 

@@ -3,16 +3,12 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -49,24 +45,9 @@ func withArtifactCredentials(ns string) {
 // repositoryClient reaches the in-cluster SeaweedFS through `kubectl port-forward`, stopped when
 // the spec ends.
 func repositoryClient() *artifact.Client {
-	pfCtx, stop := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(pfCtx, kubectlBin, "-n", "pnsflow-system", "port-forward", "svc/seaweedfs", ":8333")
-	cmd.Env = os.Environ()
-	out, err := cmd.StdoutPipe()
-	Expect(err).NotTo(HaveOccurred())
-	Expect(cmd.Start()).To(Succeed())
-	// One cleanup, stop before wait: cleanups run last-in first-out, so two separate ones would
-	// wait for a port-forward nobody has stopped yet.
-	DeferCleanup(func() { stop(); _ = cmd.Wait() })
-	// Bounded: a port-forward that never says where it listens must fail the spec, not hang it.
-	lines := make(chan string, 1)
-	go func() { l, _ := bufio.NewReader(out).ReadString('\n'); lines <- l }()
-	var line string
-	Eventually(lines, "60s").Should(Receive(&line), "kubectl port-forward never said where it listens")
-	m := regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindStringSubmatch(line)
-	Expect(m).NotTo(BeNil(), "port-forward said %q", line)
+	port := portForward("pnsflow-system", "svc/seaweedfs", 8333)
 	c, err := artifact.NewClient(ctx, artifact.Repository{
-		Endpoint: "127.0.0.1:" + m[1], Bucket: artifactBucket, Region: artifact.DefaultRegion, Insecure: true, PathStyle: true,
+		Endpoint: "127.0.0.1:" + port, Bucket: artifactBucket, Region: artifact.DefaultRegion, Insecure: true, PathStyle: true,
 		Credentials: artifact.Credentials{AccessKeyID: artifactAccessKey, SecretAccessKey: artifactSecretKey},
 	})
 	Expect(err).NotTo(HaveOccurred())

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/metrics"
 	"github.com/pnsflow/pnsflow/internal/podspec"
 )
 
@@ -46,6 +47,8 @@ type Reconciler struct {
 	APIReader client.Reader
 	// ArtifactRepository is the default artifact repository's ConfigMap; empty means none.
 	ArtifactRepository types.NamespacedName
+	// Metrics, when set, records StepRuns as they finish.
+	Metrics *metrics.Recorder
 
 	identities *identities
 	defaults   defaultRepository
@@ -315,10 +318,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Recorder == nil {
 		r.Recorder = mgr.GetEventRecorder("pnsflow-steprun")
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.StepRun{}).
-		Owns(&corev1.Pod{}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Owns(&corev1.Pod{})
+	if r.Metrics != nil {
+		b = b.Watches(&v1alpha1.StepRun{}, r.Metrics.StepRunHandler()) // records, enqueues nothing
+	}
+	return b.WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("steprun").
 		Complete(r)
 }

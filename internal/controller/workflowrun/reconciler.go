@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/metrics"
 	"github.com/pnsflow/pnsflow/internal/podspec"
 	"github.com/pnsflow/pnsflow/internal/workflow/template"
 )
@@ -61,6 +62,8 @@ type Reconciler struct {
 	StatusInterval          time.Duration
 	// MaxBatchDelay caps how long StepRun events wait to be batched into one reconcile.
 	MaxBatchDelay time.Duration
+	// Metrics, when set, records WorkflowRuns as they finish.
+	Metrics *metrics.Recorder
 
 	mem memory
 }
@@ -436,10 +439,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxBatchDelay <= 0 {
 		r.MaxBatchDelay = DefaultMaxBatchDelay
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.WorkflowRun{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&v1alpha1.StepRun{}, r.stepRunEvents()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Watches(&v1alpha1.StepRun{}, r.stepRunEvents())
+	if r.Metrics != nil {
+		// Sees every status change (For's predicate drops them) and enqueues nothing.
+		b = b.Watches(&v1alpha1.WorkflowRun{}, r.Metrics.WorkflowRunHandler())
+	}
+	return b.WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("workflowrun").
 		Complete(r)
 }

@@ -1,0 +1,107 @@
+package metrics
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
+)
+
+// StepRunHandler records each StepRun the watch sees turning terminal and enqueues nothing. It
+// shares the controller's informer, so it costs no request. A run that finishes while no manager
+// watches (a restart, a failover) is not counted: counters start again with each process, as
+// Prometheus expects of them.
+func (r *Recorder) StepRunHandler() handler.EventHandler {
+	return handler.Funcs{UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		old, oldOK := e.ObjectOld.(*v1alpha1.StepRun)
+		sr, newOK := e.ObjectNew.(*v1alpha1.StepRun)
+		if oldOK && newOK && Finished(old.Status.Phase.IsTerminal(), sr.Status.Phase.IsTerminal()) {
+			r.StepRunFinished(sr)
+		}
+	}}
+}
+
+// WorkflowRunHandler records each WorkflowRun the watch sees turning terminal, like
+// StepRunHandler.
+func (r *Recorder) WorkflowRunHandler() handler.EventHandler {
+	return handler.Funcs{UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		old, oldOK := e.ObjectOld.(*v1alpha1.WorkflowRun)
+		wfr, newOK := e.ObjectNew.(*v1alpha1.WorkflowRun)
+		if oldOK && newOK && Finished(old.Status.Phase.IsTerminal(), wfr.Status.Phase.IsTerminal()) {
+			r.WorkflowRunFinished(wfr)
+		}
+	}}
+}
+
+// PhaseCollector reports how many StepRuns and WorkflowRuns are in each phase now, counted from
+// the manager's cache at each scrape (no request to the API server).
+type PhaseCollector struct {
+	Reader   client.Reader
+	stepRuns *prometheus.Desc
+	wfRuns   *prometheus.Desc
+}
+
+// NewPhaseCollector counts the runs reader (the manager's cache) holds.
+func NewPhaseCollector(reader client.Reader) *PhaseCollector {
+	return &PhaseCollector{
+		Reader:   reader,
+		stepRuns: prometheus.NewDesc("pnsflow_stepruns", "StepRuns that exist now, by phase.", []string{"phase"}, nil),
+		wfRuns:   prometheus.NewDesc("pnsflow_workflowruns", "WorkflowRuns that exist now, by phase.", []string{"phase"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *PhaseCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.stepRuns
+	ch <- c.wfRuns
+}
+
+// stepRunPhases and workflowRunPhases are always reported, zero or not, so a phase's series
+// never vanishes from a graph.
+var (
+	stepRunPhases = []v1alpha1.StepRunPhase{v1alpha1.StepRunPending, v1alpha1.StepRunRunning,
+		v1alpha1.StepRunSucceeded, v1alpha1.StepRunFailed, v1alpha1.StepRunError}
+	workflowRunPhases = []v1alpha1.WorkflowRunPhase{v1alpha1.WorkflowRunPending, v1alpha1.WorkflowRunRunning,
+		v1alpha1.WorkflowRunSucceeded, v1alpha1.WorkflowRunFailed, v1alpha1.WorkflowRunError, v1alpha1.WorkflowRunCancelled}
+)
+
+// Collect implements prometheus.Collector. A list that fails reports nothing for its kind: a
+// missing series is honest, a zero would not be.
+func (c *PhaseCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx := context.Background()
+	// The cache's objects are only read here: no copy of thousands of runs per scrape.
+	var srs v1alpha1.StepRunList
+	if err := c.Reader.List(ctx, &srs, client.UnsafeDisableDeepCopy); err == nil {
+		n := map[string]int{}
+		for i := range srs.Items {
+			n[phaseOr(string(srs.Items[i].Status.Phase), string(v1alpha1.StepRunPending))]++
+		}
+		for _, p := range stepRunPhases {
+			ch <- prometheus.MustNewConstMetric(c.stepRuns, prometheus.GaugeValue, float64(n[string(p)]), string(p))
+		}
+	}
+	var wfrs v1alpha1.WorkflowRunList
+	if err := c.Reader.List(ctx, &wfrs, client.UnsafeDisableDeepCopy); err == nil {
+		n := map[string]int{}
+		for i := range wfrs.Items {
+			n[phaseOr(string(wfrs.Items[i].Status.Phase), string(v1alpha1.WorkflowRunPending))]++
+		}
+		for _, p := range workflowRunPhases {
+			ch <- prometheus.MustNewConstMetric(c.wfRuns, prometheus.GaugeValue, float64(n[string(p)]), string(p))
+		}
+	}
+}
+
+// phaseOr is phase, or def for a run no one has given a phase yet.
+func phaseOr(phase, def string) string {
+	if phase == "" {
+		return def
+	}
+	return phase
+}
