@@ -104,6 +104,8 @@ type Executor struct {
 
 	// marks are the stage times the reports carry.
 	marks stageMarks
+	// startedBoot is when this executor process started, on the boot clock.
+	startedBoot time.Duration
 }
 
 // Timings are the stage times the executor knows now, for its reports.
@@ -170,7 +172,9 @@ func New(o Options) (*Executor, error) {
 		Grace:     o.Grace,
 		Log:       o.Log,
 	}
-	e.marks.started(processStart(o.ProcRoot))
+	started, startedBoot := processStart(o.ProcRoot)
+	e.marks.started(started)
+	e.startedBoot = startedBoot
 	reporter.Timings = e.Timings
 	if (len(c.Artifacts) > 0 || c.Logs != nil) && c.Repository != nil {
 		up, err := newUploader(*c.Repository)
@@ -212,6 +216,9 @@ func (e *Executor) Run(ctx context.Context) error {
 	log := e.Log
 	ctx = logr.NewContext(ctx, log)
 	e.marks.started(time.Now())
+	if e.startedBoot == 0 {
+		e.startedBoot = e.bootTime()
+	}
 	// A deleted Pod ends the grace at once: kubelet stops main too, and the controller records
 	// the deletion (PodDeleted) rather than an exit code the deletion caused.
 	work, cancelWork := withGrace(ctx, e.Grace, e.Pod.Deleting())
@@ -246,8 +253,10 @@ func (e *Executor) Run(ctx context.Context) error {
 		return err
 	}
 	defer proc.Close()
+	var mainStarted time.Duration // on the boot clock
 	if proc != nil {
-		e.marks.mainRan(bootToWall(proc.Started, e.bootTime(), time.Now()), time.Time{})
+		mainStarted = mainStart(proc.Started, proc.Found, e.startedBoot)
+		e.marks.mainRan(bootToWall(mainStarted, e.bootTime(), time.Now()), time.Time{})
 	}
 
 	// Running is reported beside the wait, not before it: it waits for the kubelet to say main
@@ -261,7 +270,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	}()
 	var measured time.Duration
 	if proc != nil {
-		measured = e.wait(work, proc)
+		measured = e.wait(work, proc, mainStarted)
 	}
 
 	term, err := e.Pod.MainTerminated(work)
@@ -331,6 +340,7 @@ func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
 	findCtx, stop := e.untilMainTerminated(ctx)
 	defer stop()
 	ready := false
+	var found time.Duration
 	pid, err := e.Finder.Find(findCtx, func() error {
 		if e.Ready != nil {
 			if err := e.Ready(); err != nil {
@@ -341,6 +351,7 @@ func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
 		log.Info("Watching for main")
 		return nil
 	})
+	found = e.bootTime()
 	if err != nil {
 		if !ready {
 			return nil, fmt.Errorf("looking for main: %w", err)
@@ -368,6 +379,7 @@ func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
 		return nil, nil
 	}
 	log.Info("Holding main's root filesystem", "pid", pid)
+	proc.Found = found
 	return proc, nil
 }
 
@@ -390,8 +402,8 @@ func (e *Executor) reportRunning(ctx, work context.Context) {
 
 // wait waits for main's process to exit, or for the Pod to say main terminated (the process held
 // may outlive main when main's child was caught instead). It returns main's run time measured on
-// the boot clock, or zero.
-func (e *Executor) wait(work context.Context, proc *MainProcess) time.Duration {
+// the boot clock from started, or zero.
+func (e *Executor) wait(work context.Context, proc *MainProcess, started time.Duration) time.Duration {
 	waitCtx, stop := e.untilMainTerminated(work)
 	defer stop()
 	if err := e.Waiter.Wait(waitCtx, proc); err != nil {
@@ -402,10 +414,10 @@ func (e *Executor) wait(work context.Context, proc *MainProcess) time.Duration {
 	}
 	exited, bootNow := time.Now(), e.bootTime()
 	e.marks.mainRan(time.Time{}, exited)
-	if proc.Started <= 0 {
+	if started <= 0 {
 		return 0
 	}
-	if d := bootNow - proc.Started; d > 0 {
+	if d := bootNow - started; d > 0 {
 		return d
 	}
 	return 0

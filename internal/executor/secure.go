@@ -28,9 +28,11 @@ type MainProcess struct {
 	// Root is an O_PATH directory fd on main's root filesystem. It keeps that filesystem
 	// readable after main exits (volume mounts inside it vanish with main's mount namespace).
 	Root *os.File
-	// Started is when main started, on the CLOCK_BOOTTIME clock (zero when unknown); with the
-	// time Wait returned it gives a duration far finer than the Pod's one-second timestamps.
+	// Started is when main's process started, on the CLOCK_BOOTTIME clock (zero when unknown):
+	// the runtime's init, before it exec'd main.
 	Started time.Duration
+	// Found is when the finder found main, on the same clock: within a scan of main's exec.
+	Found time.Duration
 }
 
 // Close releases the pidfd and the root.

@@ -72,6 +72,18 @@ func (m *stageMarks) timings() v1alpha1.StepRunTimings {
 	}
 }
 
+// mainStart is when main started, on the boot clock, from its process's start, when the finder
+// found it and when this executor started. The finder sees main within a scan of its exec, so
+// that is main's start: the process itself started earlier as the runtime's init, which waits for
+// the kubelet (seconds on a loaded node) before it execs main. A process older than this executor
+// was found by a restarted executor, long after main started: then its start is all there is.
+func mainStart(processStarted, found, executorStarted time.Duration) time.Duration {
+	if processStarted > 0 && executorStarted > 0 && processStarted < executorStarted {
+		return processStarted
+	}
+	return found
+}
+
 // bootToWall converts a CLOCK_BOOTTIME instant to wall-clock time, given both clocks now.
 func bootToWall(at, bootNow time.Duration, wallNow time.Time) time.Time {
 	if at <= 0 || at > bootNow {
@@ -80,16 +92,17 @@ func bootToWall(at, bootNow time.Duration, wallNow time.Time) time.Time {
 	return wallNow.Add(at - bootNow)
 }
 
-// processStart is when this process started, from /proc/self/stat (10 ms precision); now when
-// that cannot be read.
-func processStart(procRoot string) time.Time {
+// processStart is when this process started, from /proc/self/stat (10 ms precision), as wall
+// time and on the boot clock; now when that cannot be read.
+func processStart(procRoot string) (time.Time, time.Duration) {
 	now, boot := time.Now(), bootTime()
 	_, ticks, err := readStat(procRoot, os.Getpid())
 	if err != nil {
-		return now
+		return now, boot
 	}
-	if t := bootToWall(time.Duration(ticks)*time.Second/clockTicksPerSecond, boot, now); !t.IsZero() {
-		return t
+	started := time.Duration(ticks) * time.Second / clockTicksPerSecond
+	if t := bootToWall(started, boot, now); !t.IsZero() {
+		return t, started
 	}
-	return now
+	return now, boot
 }

@@ -109,9 +109,30 @@ func TestBootToWall(t *testing.T) {
 var initialised = time.Now()
 
 func TestProcessStartIsThisProcesssStart(t *testing.T) {
-	got := processStart(DefaultProcRoot)
+	got, boot := processStart(DefaultProcRoot)
+	if boot <= 0 || boot > bootTime() {
+		t.Errorf("processStart on the boot clock = %v, now %v", boot, bootTime())
+	}
 	// /proc's start time has 10 ms ticks, and the Go runtime starts in far less than 2 s.
 	if got.After(initialised.Add(10*time.Millisecond)) || initialised.Sub(got) > 2*time.Second {
 		t.Errorf("processStart = %v, the package initialised at %v", got, initialised)
+	}
+}
+
+func TestMainStartIsWhenItWasFoundUnlessItPredatesTheExecutor(t *testing.T) {
+	s := time.Second
+	tests := []struct {
+		name                           string
+		process, found, executor, want time.Duration
+	}{
+		{"found within a scan of its exec; the runtime's init started earlier", 10 * s, 12 * s, 5 * s, 12 * s},
+		{"older than a restarted executor: only its start is known", 10 * s, 60 * s, 50 * s, 10 * s},
+		{"process start unknown", 0, 12 * s, 5 * s, 12 * s},
+		{"executor start unknown", 10 * s, 12 * s, 0, 12 * s},
+	}
+	for _, tc := range tests {
+		if got := mainStart(tc.process, tc.found, tc.executor); got != tc.want {
+			t.Errorf("%s: mainStart = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
