@@ -215,9 +215,12 @@ bench-artifacts: ## Artifact upload/download (1 GiB file, 10 000-file tree) vs p
 BENCH_N       ?= 100,1000,5000
 BENCH_MANAGER ?= binary
 BENCH_TIMEOUT ?= 60m
+# Sizes whose fan-out gets a kube-apiserver CPU profile (bin/bench/apiserver-fanout.pprof); "none".
+BENCH_APISERVER_PROFILE ?= 5000
 
 .PHONY: bench
 bench: manifests ## Fan-out benchmark on envtest (BENCH_N=100,1000,5000); prints the table, artifacts in bin/bench/.
 	go vet -tags bench ./test/bench
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" BENCH_N="$(BENCH_N)" BENCH_MANAGER="$(BENCH_MANAGER)" \
+		BENCH_APISERVER_PROFILE="$(BENCH_APISERVER_PROFILE)" \
 		go test -tags bench ./test/bench -run TestFanOut -count=1 -timeout $(BENCH_TIMEOUT) -v

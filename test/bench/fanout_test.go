@@ -17,6 +17,10 @@
 //	                 process when the executors are done (the manager's caches are full)
 //	BENCH_CPUPROFILE   a directory: with BENCH_MANAGER=inprocess, a CPU profile of the process
 //	                 during the fan-out (create → all Pods)
+//	BENCH_APISERVER_PROFILE  sizes whose fan-out gets a kube-apiserver CPU profile, bucketed
+//	                 in the report (default 5000; "none")
+//	BENCH_CONTENT_TYPE  with BENCH_MANAGER=inprocess, the manager's wire format: json, or
+//	                 protobuf (rest.Config.ContentType for everything); default controller-runtime's
 //	BENCH_OUT        directory for the audit log, manager logs and results.md
 //	                 (default bin/bench/<time>)
 //
@@ -87,6 +91,9 @@ type settings struct {
 	// managerArgs are extra flags for the manager binary, for tuning experiments.
 	managerArgs []string
 	root        string
+	// profile is the sizes whose fan-out gets a kube-apiserver CPU profile.
+	profile     map[int]bool
+	contentType string
 }
 
 func loadSettings(t *testing.T) settings {
@@ -112,6 +119,10 @@ func loadSettings(t *testing.T) settings {
 	s.managerArgs = strings.Fields(os.Getenv("BENCH_MANAGER_ARGS"))
 	if len(s.managerArgs) > 0 && s.mode != "binary" {
 		t.Fatal("BENCH_MANAGER_ARGS needs BENCH_MANAGER=binary")
+	}
+	s.profile, s.contentType = profileSizes(), os.Getenv("BENCH_CONTENT_TYPE")
+	if s.contentType != "" && s.mode != "inprocess" {
+		t.Fatal("BENCH_CONTENT_TYPE needs BENCH_MANAGER=inprocess (the binary reads a kubeconfig, which has no content type)")
 	}
 	if s.mode != "binary" && s.mode != "inprocess" {
 		t.Fatalf("BENCH_MANAGER: %q is neither binary nor inprocess", s.mode)
@@ -168,6 +179,17 @@ func TestFanOut(t *testing.T) {
 		r := b.runN(n)
 		results = append(results, r)
 		say("N=%d done: %s", n, r.row())
+	}
+	largest := 0
+	for _, r := range results {
+		if r.profileChunks != nil {
+			largest = max(largest, r.n)
+		}
+	}
+	for _, r := range results {
+		if r.profileChunks != nil {
+			r.profile = analyseProfile(s, r.n, r.profileChunks, r.n == largest)
+		}
 	}
 	report := renderReport(s, results)
 	fmt.Print("\n" + report)
@@ -280,6 +302,10 @@ type result struct {
 	reconciles                      map[string]int
 	cpuFanOut                       map[string]time.Duration
 	podLag50, podLagMax             time.Duration
+	// phases is the CPU of each process in the fan-out, the reports and the whole life.
+	phases        phaseCPU
+	profileChunks []string
+	profile       *fanOutProfile
 }
 
 func (b *bench) newNamespace(ctx context.Context, prefix string) string {
@@ -306,7 +332,11 @@ func (b *bench) executorConfig(ns string) *rest.Config {
 func (b *bench) startManager() (runningManager, string) {
 	switch b.s.mode {
 	case "inprocess":
-		m, err := startInProcessManager(b.mgrUser.Config())
+		cfg, err := contentTypes(b.mgrUser.Config(), b.s.contentType)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		m, err := startInProcessManager(cfg)
 		if err != nil {
 			b.t.Fatal(err)
 		}
@@ -399,6 +429,8 @@ func (b *bench) runN(n int) *result {
 		r.cpu[k] = cpuAfter[k] - cpuBefore[k]
 		r.cpuFanOut[k] = obs.cpuAtPods[k] - cpuBefore[k]
 	}
+	r.phases = newPhaseCPU(cpuBefore, obs.cpuAtPods, obs.cpuAtSucceeded)
+	r.profileChunks = obs.profileChunks
 	if len(obs.podLag) > 0 {
 		r.podLag50, r.podLagMax = obs.podLag[len(obs.podLag)/2], obs.podLag[len(obs.podLag)-1]
 	}
@@ -505,8 +537,11 @@ type observation struct {
 	samples                        []statusSample
 	final                          *v1alpha1.WorkflowRun
 	failures                       int
-	// cpuAtPods is the processes' CPU time when the last Pod appeared.
-	cpuAtPods map[string]time.Duration
+	// cpuAtPods is the processes' CPU time when the last Pod appeared; cpuAtSucceeded when
+	// the run was seen Succeeded.
+	cpuAtPods, cpuAtSucceeded map[string]time.Duration
+	// profileChunks are the kube-apiserver CPU profiles of the fan-out, when asked for.
+	profileChunks []string
 	// podLag is, per item, the time from its StepRun appearing to its Pod appearing, sorted.
 	podLag []time.Duration
 }
@@ -624,6 +659,11 @@ func (b *bench) run(ctx context.Context, mgr runningManager, ns string, n int, p
 	if dir := os.Getenv("BENCH_CPUPROFILE"); dir != "" && n > 1 {
 		stopProfile = startCPUProfile(filepath.Join(dir, fmt.Sprintf("fanout-cpu-%d.pprof", n)))
 	}
+	var profiler *apiServerProfiler
+	if b.s.profile[n] {
+		profiler = startAPIServerProfile(b.http, b.admin, b.s.out, n)
+		defer profiler.stop()
+	}
 	obs.t0 = time.Now()
 	if err := b.k8s.Create(ctx, fanOut(runName, ns, n)); err != nil {
 		return nil, fmt.Errorf("creating the WorkflowRun: %w", err)
@@ -638,6 +678,11 @@ func (b *bench) run(ctx context.Context, mgr runningManager, ns string, n int, p
 	obs.allPods = pods.at
 	obs.cpuAtPods = cpuOf(procs)
 	stopProfile()
+	if profiler != nil {
+		if obs.profileChunks, err = profiler.stop(); err != nil {
+			return nil, fmt.Errorf("profiling kube-apiserver: %w", err)
+		}
+	}
 	srSeen, podSeen := stepRuns.snapshot(), pods.snapshot()
 	for name, at := range srSeen {
 		if p, ok := podSeen[podspec.PodName(name)]; ok {
@@ -666,6 +711,7 @@ func (b *bench) run(ctx context.Context, mgr runningManager, ns string, n int, p
 	if err := waitFor("the run to end", terminal); err != nil {
 		return nil, err
 	}
+	obs.cpuAtSucceeded = cpuOf(procs)
 	if watchErr != nil {
 		return nil, watchErr
 	}

@@ -143,7 +143,7 @@ func startBinaryManager(bin, kubeconfig, logPath string, extra []string) (*binar
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--executor-image=" + executorImage, "--metrics-bind-address=" + addr, "--health-probe-bind-address=0"}, extra...)
+	args := append([]string{"--executor-image=" + executorImage, "--metrics-bind-address=" + addr, "--metrics-secure=false", "--health-probe-bind-address=0"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -201,7 +201,8 @@ func startInProcessManager(cfg *rest.Config) (*inProcessManager, error) {
 	}
 	o := manager.DefaultOptions()
 	o.Pod.ExecutorImage = executorImage
-	o.MetricsAddr, o.ProbeAddr = addr, "0"
+	// Plain HTTP: the bench reads the metrics without a token.
+	o.MetricsAddr, o.ProbeAddr, o.MetricsSecure = addr, "0", false
 	// Each N gets a new manager in the same process.
 	o.SkipNameValidation = true
 	mgr, err := manager.New(cfg, o)
