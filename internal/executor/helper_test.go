@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -17,7 +21,11 @@ import (
 	"testing"
 	"time"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	"golang.org/x/sys/unix"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pnsflow/pnsflow/api/v1alpha1"
 )
 
 // helperBin is testdata/helper, built static in TestMain so it runs chrooted with no libraries.
@@ -187,4 +195,39 @@ func (h *helperProc) waitExited(t *testing.T) {
 func (h *helperProc) reap(t *testing.T) {
 	t.Helper()
 	_ = h.cmd.Wait()
+}
+
+// applyReport applies a report (a JSON patch) to sr as the API server does: the patch's tests
+// first, then the schema's rule that a terminal phase and its exit code never change. The error
+// says which refused it (the API server answers both with 422).
+func applyReport(sr *v1alpha1.StepRun, body []byte) (*v1alpha1.StepRun, error) {
+	doc, err := json.Marshal(sr)
+	if err != nil {
+		return nil, err
+	}
+	patch, err := jsonpatch.DecodePatch(body)
+	if err != nil {
+		return nil, fmt.Errorf("decoding the patch: %w", err)
+	}
+	out, err := patch.Apply(doc)
+	if err != nil {
+		return nil, fmt.Errorf("applying the patch: %w", err)
+	}
+	var next v1alpha1.StepRun
+	if err := json.Unmarshal(out, &next); err != nil {
+		return nil, err
+	}
+	if old := sr.Status; old.Phase.IsTerminal() &&
+		(next.Status.Phase != old.Phase || !reflect.DeepEqual(next.Status.ExitCode, old.ExitCode)) {
+		return nil, errors.New("a terminal phase (Succeeded, Failed, Error) and its exitCode cannot change")
+	}
+	return &next, nil
+}
+
+// writeStatus answers with a Kubernetes Status of code.
+func writeStatus(w http.ResponseWriter, code int, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status: metav1.StatusFailure, Code: int32(code), Reason: metav1.StatusReason(http.StatusText(code)), Message: message})
 }

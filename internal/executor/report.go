@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"net/http"
 	"net/url"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -103,15 +107,35 @@ func killedByDeadline(t Termination) bool {
 	return !finishedInTime
 }
 
-// statusPatch is a JSON merge patch of the status subresource, guarded by resourceVersion: the
-// API server refuses it with 409 Conflict when the StepRun changed since it was read.
-type statusPatch struct {
-	Metadata patchMeta   `json:"metadata"`
-	Status   patchStatus `json:"status"`
+// jsonPatchOp is one operation of a JSON patch (RFC 6902).
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
 }
 
-type patchMeta struct {
-	ResourceVersion string `json:"resourceVersion"`
+// reportPatch is the JSON patch of the status subresource that writes st's fields, after a test
+// that the StepRun is still the one with uid: a StepRun deleted and made again under the same
+// name is another run, and the API server refuses the whole patch (422). It needs no read first
+// and no resourceVersion: only the executor writes a StepRun's status until it is terminal, and
+// the schema refuses any change to a terminal phase, whoever tries.
+func reportPatch(uid types.UID, st patchStatus) ([]byte, error) {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, err
+	}
+	ops := make([]jsonPatchOp, 0, len(fields)+1)
+	if uid != "" {
+		ops = append(ops, jsonPatchOp{Op: "test", Path: "/metadata/uid", Value: uid})
+	}
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		ops = append(ops, jsonPatchOp{Op: "add", Path: "/status/" + k, Value: fields[k]})
+	}
+	return json.Marshal(ops)
 }
 
 // patchStatus holds the fields the executor owns. It also sends podName and
@@ -173,9 +197,14 @@ func withPhase(current *v1alpha1.StepRun, info RunInfo, phase v1alpha1.StepRunPh
 	return st.Message, st.Conditions
 }
 
-// timePtr is t for the status of current, nil when t is unknown or impossible.
-func timePtr(current *v1alpha1.StepRun, t time.Time) *metav1.Time {
-	p := v1alpha1.PlausibleRunTime(t, current.CreationTimestamp.Time)
+// timePtr is t for the status of current, nil when t is unknown or impossible. Before the first
+// report the StepRun's creation is not known; its Pod's, a little later, bounds as well.
+func timePtr(current *v1alpha1.StepRun, info RunInfo, t time.Time) *metav1.Time {
+	created := current.CreationTimestamp.Time
+	if created.IsZero() && info.Timings.PodCreated != nil {
+		created = info.Timings.PodCreated.Time
+	}
+	p := v1alpha1.PlausibleRunTime(t, created)
 	if p == nil {
 		return nil
 	}
@@ -183,34 +212,31 @@ func timePtr(current *v1alpha1.StepRun, t time.Time) *metav1.Time {
 	return &mt
 }
 
-// RunningPatch is the merge patch that reports main running since startedAt.
+// RunningPatch is the patch that reports main running since startedAt, over current: what the
+// executor knows of the StepRun.
 func RunningPatch(current *v1alpha1.StepRun, info RunInfo, startedAt, now time.Time) ([]byte, error) {
 	msg, conds := withPhase(current, info, v1alpha1.StepRunRunning, v1alpha1.ReasonRunning, "main is running", true, now)
-	p := statusPatch{
-		Metadata: patchMeta{ResourceVersion: current.ResourceVersion},
-		Status: patchStatus{
-			Phase:              v1alpha1.StepRunRunning,
-			PodName:            info.Pod,
-			ObservedGeneration: current.Generation,
-			StartedAt:          timePtr(current, startedAt),
-			Reason:             v1alpha1.ReasonRunning,
-			Message:            msg,
-			Conditions:         conds,
-			ExecutorRestarts:   info.ExecutorRestarts,
-			Timings:            v1alpha1.MergeTimings(current.Status.Timings, info.Timings),
-		},
-	}
-	return json.Marshal(p)
+	return reportPatch(current.UID, patchStatus{
+		Phase:              v1alpha1.StepRunRunning,
+		PodName:            info.Pod,
+		ObservedGeneration: current.Generation,
+		StartedAt:          timePtr(current, info, startedAt),
+		Reason:             v1alpha1.ReasonRunning,
+		Message:            msg,
+		Conditions:         conds,
+		ExecutorRestarts:   info.ExecutorRestarts,
+		Timings:            v1alpha1.MergeTimings(current.Status.Timings, info.Timings),
+	})
 }
 
-// TerminalPatch is the merge patch that reports o. The Succeeded condition mirrors the phase in
-// the same patch, so the two never disagree.
+// TerminalPatch is the patch that reports o over current. The Succeeded condition mirrors the
+// phase in the same patch, so the two never disagree.
 func TerminalPatch(current *v1alpha1.StepRun, info RunInfo, o Outcome, now time.Time) ([]byte, error) {
 	if !o.Phase.IsTerminal() {
 		return nil, fmt.Errorf("reporting phase %q: not a terminal phase", o.Phase)
 	}
 	msg, conds := withPhase(current, info, o.Phase, o.Reason, o.Message, !o.MainNeverStarted, now)
-	started, finished := timePtr(current, o.StartedAt), timePtr(current, o.FinishedAt)
+	started, finished := timePtr(current, info, o.StartedAt), timePtr(current, info, o.FinishedAt)
 	duration := v1alpha1.FormatDuration(o.Duration)
 	if started == nil || finished == nil {
 		duration = "" // a duration between times that were dropped as impossible is not believed
@@ -234,10 +260,13 @@ func TerminalPatch(current *v1alpha1.StepRun, info RunInfo, o Outcome, now time.
 	if len(o.Parameters) > 0 || len(o.Artifacts) > 0 || o.Result != nil {
 		st.Outputs = &v1alpha1.StepRunOutputs{Parameters: o.Parameters, Artifacts: o.Artifacts, Result: o.Result}
 	}
-	return json.Marshal(statusPatch{Metadata: patchMeta{ResourceVersion: current.ResourceVersion}, Status: st})
+	return reportPatch(current.UID, st)
 }
 
-// Reporter reads the StepRun and patches its status subresource as field manager pns-executor.
+// Reporter patches the StepRun's status subresource as field manager pns-executor. It reads the
+// StepRun only when it must: each report is built over what the last one's answer returned (the
+// first over the status every StepRun starts with), so a run costs the API server two patches and
+// no read.
 type Reporter struct {
 	client    rest.Interface
 	namespace string
@@ -257,6 +286,10 @@ type Reporter struct {
 	// errors (timeouts, 429, 5xx, network), with backoff from 200 ms to 5 s.
 	MaxConflicts int
 	MaxRetries   int
+
+	mu sync.Mutex
+	// known is the StepRun as the last patch's answer (or a read) showed it; nil before any.
+	known *v1alpha1.StepRun
 }
 
 // NewReporter returns a reporter to StepRun ns/name.
@@ -316,15 +349,53 @@ func (r *Reporter) info() RunInfo {
 	return info
 }
 
-// update reads the StepRun, builds a patch from what it read and sends it; on 409 Conflict it
-// reads again, on transient errors it backs off and tries again, both bounded.
+// current is what the next report is built over: the StepRun as last seen; before any report,
+// the status every StepRun starts with (Pending, generation 1: the spec never changes), unless
+// the executor was restarted, when an earlier one may have reported: then it is read.
+func (r *Reporter) current(ctx context.Context) (*v1alpha1.StepRun, error) {
+	r.mu.Lock()
+	known := r.known
+	r.mu.Unlock()
+	if known != nil {
+		return known.DeepCopy(), nil
+	}
+	if r.Restarts != nil && r.Restarts() > 0 {
+		return r.reread(ctx)
+	}
+	sr := &v1alpha1.StepRun{}
+	sr.Name, sr.Namespace, sr.UID, sr.Generation = r.name, r.namespace, types.UID(r.UID), 1
+	sr.Status.Phase = v1alpha1.StepRunPending
+	return sr, nil
+}
+
+// reread reads the StepRun and remembers it.
+func (r *Reporter) reread(ctx context.Context) (*v1alpha1.StepRun, error) {
+	sr, err := r.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.remember(sr)
+	return sr.DeepCopy(), nil
+}
+
+func (r *Reporter) remember(sr *v1alpha1.StepRun) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.known = sr
+}
+
+// update builds a patch over the StepRun as last seen and sends it. A refusal (422: the UID test
+// failed, or the schema refused the change because the phase is already terminal) or a 409 is
+// answered by reading the StepRun: a replaced or terminal run ends the report, anything else is
+// tried again over what was read, a bounded number of times. Transient errors back off and try
+// again, also bounded.
 func (r *Reporter) update(ctx context.Context, build func(*v1alpha1.StepRun) ([]byte, error)) error {
 	log := logr.FromContextOrDiscard(ctx)
 	backoff := 200 * time.Millisecond
 	conflicts, retries := 0, 0
 	for {
 		err := func() error {
-			cur, err := r.Get(ctx)
+			cur, err := r.current(ctx)
 			if err != nil {
 				return err
 			}
@@ -340,12 +411,19 @@ func (r *Reporter) update(ctx context.Context, build func(*v1alpha1.StepRun) ([]
 		switch {
 		case err == nil:
 			return nil
-		case apierrors.IsConflict(err):
+		case apierrors.IsConflict(err) || apierrors.IsInvalid(err) || isUnprocessable(err):
 			conflicts++
 			if conflicts > r.MaxConflicts {
-				return fmt.Errorf("patching StepRun status: still conflicting after %d tries: %w", conflicts, err)
+				return fmt.Errorf("patching StepRun status: still refused after %d tries: %w", conflicts, err)
 			}
-			log.V(1).Info("StepRun changed meanwhile; reading it again", "conflicts", conflicts)
+			log.V(1).Info("The report was refused; reading the StepRun", "refusals", conflicts, "error", err.Error())
+			if _, rerr := r.reread(ctx); rerr != nil {
+				if retriable(ctx, rerr) {
+					r.forget()
+				} else {
+					return fmt.Errorf("%w (the report was refused: %w)", rerr, err)
+				}
+			}
 		case retriable(ctx, err):
 			retries++
 			if retries > r.MaxRetries {
@@ -362,15 +440,35 @@ func (r *Reporter) update(ctx context.Context, build func(*v1alpha1.StepRun) ([]
 	}
 }
 
+// forget drops what the reporter knows, so the next report reads the StepRun first.
+func (r *Reporter) forget() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.known = nil
+}
+
+// patch sends a report and remembers the StepRun the API server answers with.
 func (r *Reporter) patch(ctx context.Context, body []byte) error {
-	_, err := r.client.Patch(types.MergePatchType).Namespace(r.namespace).Resource("stepruns").
+	raw, err := r.client.Patch(types.JSONPatchType).Namespace(r.namespace).Resource("stepruns").
 		Name(r.name).SubResource("status").
 		Param("fieldManager", v1alpha1.FieldManagerExecutor).
 		Body(body).Do(ctx).Raw()
 	if err != nil {
 		return fmt.Errorf("patching StepRun %s/%s status: %w", r.namespace, r.name, err)
 	}
+	var sr v1alpha1.StepRun
+	if err := json.Unmarshal(raw, &sr); err != nil || sr.UID == "" {
+		r.forget() // written, but what it looks like now is unknown: the next report reads it
+		return nil
+	}
+	r.remember(&sr)
 	return nil
+}
+
+// isUnprocessable: 422 without a StatusReason the client maps (a JSON patch's failed test).
+func isUnprocessable(err error) bool {
+	var status apierrors.APIStatus
+	return errors.As(err, &status) && status.Status().Code == http.StatusUnprocessableEntity
 }
 
 // retriable reports whether err may pass by itself: API timeouts, throttling, server errors, and

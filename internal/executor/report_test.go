@@ -7,11 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -168,12 +170,36 @@ var privileged = metav1.Condition{
 	Reason: v1alpha1.ReasonUIDAndGIDKnown, Message: "runs as main's UID/GID", LastTransitionTime: metav1.NewTime(t0),
 }
 
-// decodeJSON turns a patch into generic JSON for comparison.
+// decodeJSON turns a report's JSON patch into the object it writes, for comparison: each
+// "test" op's value under its path, each "add" op's value under its own. Only tests come first,
+// only of metadata; only adds follow, only of status fields.
 func decodeJSON(t *testing.T, b []byte) map[string]any {
 	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("patch is not JSON: %v: %s", err, b)
+	var ops []struct {
+		Op, Path string
+		Value    any
+	}
+	if err := json.Unmarshal(b, &ops); err != nil {
+		t.Fatalf("patch is not a JSON patch: %v: %s", err, b)
+	}
+	m := map[string]any{}
+	adding := false
+	for _, op := range ops {
+		parent, field, ok := strings.Cut(strings.TrimPrefix(op.Path, "/"), "/")
+		if !ok || strings.Contains(field, "/") {
+			t.Fatalf("op %+v: want /<metadata|status>/<field>", op)
+		}
+		switch {
+		case op.Op == "test" && !adding && parent == "metadata":
+		case op.Op == "add" && parent == "status":
+			adding = true
+		default:
+			t.Fatalf("op %+v out of place in %s", op, b)
+		}
+		if m[parent] == nil {
+			m[parent] = map[string]any{}
+		}
+		m[parent].(map[string]any)[field] = op.Value
 	}
 	return m
 }
@@ -194,7 +220,7 @@ func TestRunningPatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]any{
-		"metadata": map[string]any{"resourceVersion": "7"},
+		"metadata": map[string]any{"uid": "uid-1"},
 		"status": map[string]any{
 			"phase":              "Running",
 			"podName":            "sr-pod",
@@ -234,7 +260,7 @@ func TestTerminalPatch(t *testing.T) {
 			Duration: 62 * time.Second, Parameters: []v1alpha1.OutputParameterValue{{Name: "a", Value: "1"}},
 			Result: ptr("hello\n")},
 		want: map[string]any{
-			"metadata": map[string]any{"resourceVersion": "9"},
+			"metadata": map[string]any{"uid": "uid-1"},
 			"status": map[string]any{
 				"phase": "Succeeded", "exitCode": float64(0), "podName": "sr-pod", "observedGeneration": float64(2),
 				"startedAt": "2026-05-01T10:00:00Z", "finishedAt": "2026-05-01T10:01:02Z", "duration": "1m2s",
@@ -259,7 +285,7 @@ func TestTerminalPatch(t *testing.T) {
 		outcome: Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonOOMKilled,
 			Message: "oom", ExitCode: ptr[int32](137), FinishedAt: t1, Duration: -1},
 		want: map[string]any{
-			"metadata": map[string]any{"resourceVersion": "9"},
+			"metadata": map[string]any{"uid": "uid-1"},
 			"status": map[string]any{
 				"phase": "Error", "exitCode": float64(137), "finishedAt": "2026-05-01T10:01:02Z", "podName": "sr-pod", "observedGeneration": float64(2),
 				"reason": "OOMKilled", "message": "oom", "timings": reportedAt,
@@ -281,7 +307,7 @@ func TestTerminalPatch(t *testing.T) {
 			ExitCode: ptr[int32](128), StartedAt: time.Unix(0, 0), FinishedAt: t1, Duration: t1.Sub(time.Unix(0, 0)),
 			MainNeverStarted: true},
 		want: map[string]any{
-			"metadata": map[string]any{"resourceVersion": "9"},
+			"metadata": map[string]any{"uid": "uid-1"},
 			"status": map[string]any{
 				"phase": "Error", "exitCode": float64(128), "finishedAt": "2026-05-01T10:01:02Z", "podName": "sr-pod", "observedGeneration": float64(2),
 				"reason": "MainStartFailed", "message": "no start", "timings": reportedAt,
@@ -319,6 +345,7 @@ type fakeStepRunAPI struct {
 	mu       sync.Mutex
 	sr       *v1alpha1.StepRun
 	rv       int
+	reads    int
 	patches  []*http.Request
 	bodies   [][]byte
 	failNext []int // status codes for the next PATCHes
@@ -330,6 +357,7 @@ func (f *fakeStepRunAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	const path = "/apis/workflows.pnsflow.dev/v1alpha1/namespaces/ns/stepruns/sr"
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == path:
+		f.reads++
 		f.sr.ResourceVersion = itoa(f.rv)
 		_ = json.NewEncoder(w).Encode(f.sr)
 	case r.Method == http.MethodPatch && r.URL.Path == path+"/status":
@@ -339,17 +367,17 @@ func (f *fakeStepRunAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if len(f.failNext) > 0 {
 			code := f.failNext[0]
 			f.failNext = f.failNext[1:]
-			if code == http.StatusConflict {
-				f.rv++ // someone else wrote meanwhile
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(code)
-			_ = json.NewEncoder(w).Encode(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-				Status: metav1.StatusFailure, Code: int32(code),
-				Reason: metav1.StatusReason(http.StatusText(code)), Message: "fake"})
+			writeStatus(w, code, "fake")
+			return
+		}
+		next, err := applyReport(f.sr, body)
+		if err != nil {
+			writeStatus(w, http.StatusUnprocessableEntity, err.Error())
 			return
 		}
 		f.rv++
+		f.sr = next
+		f.sr.ResourceVersion = itoa(f.rv)
 		_ = json.NewEncoder(w).Encode(f.sr)
 	default:
 		http.NotFound(w, r)
@@ -370,9 +398,45 @@ func newFakeReporter(t *testing.T, api *fakeStepRunAPI) *Reporter {
 	return r
 }
 
-func TestReporterRetriesConflictsWithFreshResourceVersion(t *testing.T) {
+func TestReporterSendsItsTwoReportsWithoutReadingTheStepRun(t *testing.T) {
+	api := &fakeStepRunAPI{sr: stepRunWith("", v1alpha1.StepRunPending), rv: 1}
+	r := newFakeReporter(t, api)
+	r.UID = "uid-1"
+	r.Info = RunInfo{Pod: "sr-pod", Privilege: executorconfig.Privilege{Reason: "UIDAndGIDKnown", Message: "runs as main's UID/GID"}}
+	r.Now = func() time.Time { return t0 }
+	if err := r.ReportRunning(context.Background(), t0); err != nil {
+		t.Fatal(err)
+	}
+	r.Now = func() time.Time { return t1 }
+	o := Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonExitCode, Message: "main exited with code 2",
+		ExitCode: ptr[int32](2), Duration: -1}
+	if err := r.ReportTerminal(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if api.reads != 0 || len(api.patches) != 2 {
+		t.Fatalf("%d reads and %d patches, want 0 and 2", api.reads, len(api.patches))
+	}
+	for _, p := range api.patches {
+		if ct := p.Header.Get("Content-Type"); ct != string(types.JSONPatchType) {
+			t.Errorf("Content-Type = %q, want %q", ct, types.JSONPatchType)
+		}
+		if fm := p.URL.Query().Get("fieldManager"); fm != v1alpha1.FieldManagerExecutor {
+			t.Errorf("fieldManager = %q, want %q", fm, v1alpha1.FieldManagerExecutor)
+		}
+	}
+	st := api.sr.Status
+	if st.Phase != v1alpha1.StepRunFailed || st.ExitCode == nil || *st.ExitCode != 2 || st.ObservedGeneration != 2 {
+		t.Errorf("status = %+v", st)
+	}
+	// Built over the first report's answer: the unchanged condition keeps its first transition.
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionExecutorPrivileged); c == nil || !c.LastTransitionTime.Time.Equal(t0) {
+		t.Errorf("ExecutorPrivileged = %+v, want its transition at the first report (%v)", c, t0)
+	}
+}
+
+func TestReporterRereadsAfterARefusalAndTriesAgain(t *testing.T) {
 	api := &fakeStepRunAPI{sr: stepRunWith("", v1alpha1.StepRunRunning), rv: 10,
-		failNext: []int{http.StatusConflict, http.StatusConflict}}
+		failNext: []int{http.StatusConflict, http.StatusUnprocessableEntity}}
 	r := newFakeReporter(t, api)
 	r.UID = "uid-1"
 	o := Outcome{Phase: v1alpha1.StepRunFailed, Reason: v1alpha1.ReasonExitCode, Message: "main exited with code 2",
@@ -380,24 +444,32 @@ func TestReporterRetriesConflictsWithFreshResourceVersion(t *testing.T) {
 	if err := r.ReportTerminal(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	if len(api.patches) != 3 {
-		t.Fatalf("%d patches, want 3 (two conflicts, then success)", len(api.patches))
+	if len(api.patches) != 3 || api.reads != 2 {
+		t.Fatalf("%d patches and %d reads, want 3 and 2 (a read after each refusal)", len(api.patches), api.reads)
 	}
-	for i, wantRV := range []string{"10", "11", "12"} {
-		var p statusPatch
-		if err := json.Unmarshal(api.bodies[i], &p); err != nil {
-			t.Fatal(err)
-		}
-		if p.Metadata.ResourceVersion != wantRV {
-			t.Errorf("patch %d resourceVersion = %q, want %q (re-read after each conflict)", i, p.Metadata.ResourceVersion, wantRV)
-		}
+	if api.sr.Status.Phase != v1alpha1.StepRunFailed {
+		t.Errorf("phase = %s, want Failed", api.sr.Status.Phase)
 	}
-	last := api.patches[2]
-	if ct := last.Header.Get("Content-Type"); ct != string(types.MergePatchType) {
-		t.Errorf("Content-Type = %q, want %q", ct, types.MergePatchType)
+}
+
+func TestReporterReadsFirstWhenTheExecutorWasRestarted(t *testing.T) {
+	api := &fakeStepRunAPI{sr: stepRunWith("", v1alpha1.StepRunRunning), rv: 3}
+	first := t0.Add(-time.Minute)
+	api.sr.Status.Timings = &v1alpha1.StepRunTimings{ExecutorStarted: v1alpha1.MicroTimeOf(first)}
+	r := newFakeReporter(t, api)
+	r.UID = "uid-1"
+	r.Restarts = func() int32 { return 1 }
+	r.Timings = func() v1alpha1.StepRunTimings {
+		return v1alpha1.StepRunTimings{ExecutorStarted: v1alpha1.MicroTimeOf(t0)}
 	}
-	if fm := last.URL.Query().Get("fieldManager"); fm != v1alpha1.FieldManagerExecutor {
-		t.Errorf("fieldManager = %q, want %q", fm, v1alpha1.FieldManagerExecutor)
+	if err := r.ReportTerminal(context.Background(), Outcome{Phase: v1alpha1.StepRunSucceeded, Reason: "Succeeded", ExitCode: ptr[int32](0)}); err != nil {
+		t.Fatal(err)
+	}
+	if api.reads != 1 {
+		t.Errorf("%d reads, want 1: an earlier executor may have reported", api.reads)
+	}
+	if got := api.sr.Status.Timings.ExecutorStarted; got == nil || !got.Time.Equal(first) {
+		t.Errorf("executorStarted = %v, want the first executor's %v", got, first)
 	}
 }
 
@@ -432,12 +504,18 @@ func TestReporterDoesNotRetryForbidden(t *testing.T) {
 }
 
 func TestReporterStopsAtTerminalPhase(t *testing.T) {
-	for _, phase := range []v1alpha1.StepRunPhase{v1alpha1.StepRunSucceeded, v1alpha1.StepRunFailed, v1alpha1.StepRunError} {
+	for _, phase := range []v1alpha1.StepRunPhase{v1alpha1.StepRunFailed, v1alpha1.StepRunError} {
 		api := &fakeStepRunAPI{sr: stepRunWith("", phase), rv: 1}
+		api.sr.Status.Reason = "ByTheController"
 		r := newFakeReporter(t, api)
 		err := r.ReportTerminal(context.Background(), Outcome{Phase: v1alpha1.StepRunSucceeded, Reason: "Succeeded"})
-		if !errors.Is(err, ErrAlreadyTerminal) || len(api.patches) != 0 {
-			t.Errorf("%s: err = %v, %d patches; want ErrAlreadyTerminal and no patch", phase, err, len(api.patches))
+		// The schema refuses the report; the read that follows says why.
+		if !errors.Is(err, ErrAlreadyTerminal) || len(api.patches) != 1 || api.reads != 1 {
+			t.Errorf("%s: err = %v, %d patches, %d reads; want ErrAlreadyTerminal after one refused patch and one read",
+				phase, err, len(api.patches), api.reads)
+		}
+		if api.sr.Status.Phase != phase || api.sr.Status.Reason != "ByTheController" {
+			t.Errorf("%s: the terminal status changed: %+v", phase, api.sr.Status)
 		}
 	}
 }
@@ -446,8 +524,10 @@ func TestReporterRefusesAReplacedStepRun(t *testing.T) {
 	api := &fakeStepRunAPI{sr: stepRunWith("", v1alpha1.StepRunPending), rv: 1}
 	r := newFakeReporter(t, api)
 	r.UID = "another-uid"
-	if err := r.ReportRunning(context.Background(), t0); err == nil || len(api.patches) != 0 {
-		t.Errorf("err = %v, %d patches; want an error and no patch", err, len(api.patches))
+	err := r.ReportRunning(context.Background(), t0)
+	if err == nil || !strings.Contains(err.Error(), "replaced") || api.sr.Status.Phase != v1alpha1.StepRunPending {
+		t.Errorf("err = %v, phase %s; want the patch's UID test to refuse it and the read to say the run was replaced",
+			err, api.sr.Status.Phase)
 	}
 }
 

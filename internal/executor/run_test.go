@@ -30,7 +30,8 @@ type fakeCluster struct {
 	podRV   int
 	podChg  chan struct{} // closed and replaced on every Pod change
 	sr      v1alpha1.StepRun
-	patches []statusPatch
+	patches []v1alpha1.StepRunStatus
+	reads   int // GETs of the StepRun
 	patched chan struct{}
 	log     string
 }
@@ -81,22 +82,20 @@ func (c *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == srPath && r.Method == http.MethodGet:
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.reads++
 		_ = json.NewEncoder(w).Encode(c.sr)
 	case r.URL.Path == srPath+"/status" && r.Method == http.MethodPatch:
-		var p statusPatch
-		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+		body, _ := io.ReadAll(r.Body)
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if p.Metadata.ResourceVersion != c.sr.ResourceVersion {
-			http.Error(w, "conflict", http.StatusConflict)
+		next, err := applyReport(&c.sr, body)
+		if err != nil {
+			writeStatus(w, http.StatusUnprocessableEntity, err.Error())
 			return
 		}
-		c.patches = append(c.patches, p)
-		c.sr.Status.Phase = p.Status.Phase
+		c.sr = *next
 		c.sr.ResourceVersion += "1"
+		c.patches = append(c.patches, c.sr.Status)
 		_ = json.NewEncoder(w).Encode(c.sr)
 		c.patched <- struct{}{}
 	default:
@@ -162,10 +161,13 @@ func TestNewRunEndToEnd(t *testing.T) {
 	if len(cluster.patches) != 2 {
 		t.Fatalf("%d status patches, want Running and the terminal one", len(cluster.patches))
 	}
-	if got := cluster.patches[0].Status.Phase; got != v1alpha1.StepRunRunning {
+	if got := cluster.patches[0].Phase; got != v1alpha1.StepRunRunning {
 		t.Errorf("first patch phase = %s, want Running", got)
 	}
-	final := cluster.patches[1].Status
+	if cluster.reads != 0 {
+		t.Errorf("the StepRun was read %d times; two reports need no read", cluster.reads)
+	}
+	final := cluster.patches[1]
 	if final.Phase != v1alpha1.StepRunSucceeded || final.ExitCode == nil || *final.ExitCode != 0 {
 		t.Errorf("terminal patch = %+v", final)
 	}

@@ -7,9 +7,11 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/executor"
@@ -154,6 +156,25 @@ var _ = Describe("The executor against a real API server", func() {
 		err := reporterFor(sr).ReportTerminal(ctx, executor.Decide(executor.Termination{ExitCode: 0}, executor.Collected{}, nil, 0))
 		Expect(err).To(MatchError(executor.ErrAlreadyTerminal))
 		Expect(statusOf(sr)(Default)).To(ended(v1alpha1.StepRunError, v1alpha1.ReasonPodDeleted))
+	})
+
+	It("writes nothing into a StepRun made again under the same name", func() {
+		old := create(MakeStepRun("again", ns).Obj())
+		oldPod := pending(old)
+		stale := reporterFor(old)
+		Expect(k8s.Delete(ctx, old)).To(Succeed())
+		Expect(k8s.Delete(ctx, oldPod)).To(Succeed()) // the garbage collector's part: envtest has none
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(old), &v1alpha1.StepRun{})) &&
+				apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(oldPod), &corev1.Pod{}))
+		}).Should(BeTrue())
+		again := create(MakeStepRun("again", ns).Obj())
+		Expect(again.UID).NotTo(Equal(old.UID))
+		pending(again)
+
+		err := stale.ReportRunning(ctx, time.Now())
+		Expect(err).To(MatchError(ContainSubstring("replaced")), "the patch's UID test refuses it")
+		Expect(statusOf(again)(Default).Phase).To(Equal(v1alpha1.StepRunPending))
 	})
 
 	It("may not write another namespace's StepRuns", func() {
