@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/pnsflow/pnsflow/internal/manager"
+	"github.com/pnsflow/pnsflow/internal/podspec"
 )
 
 func main() {
@@ -35,6 +36,8 @@ func main() {
 	var artifactRepository string
 	flag.StringVar(&artifactRepository, "artifact-repository", "pnsflow-artifact-repository",
 		"ConfigMap, in the manager's namespace (env POD_NAMESPACE), describing the default artifact repository; empty for none.")
+	flag.DurationVar(&o.Pod.NodeLostAfter, "node-lost-after", podspec.DefaultNodeLostAfter,
+		"How long a run's Pod stays on a node that is not ready or unreachable before it is evicted and the run ends Error/NodeLost (its tolerationSeconds).")
 	flag.DurationVar(&o.Policy.ImagePullGrace, "image-pull-grace", o.Policy.ImagePullGrace, "How long a Pod may fail to pull an image before its run ends Error/ImagePullFailed.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)

@@ -227,7 +227,7 @@ func (o *Options) withDefaults() {
 
 // CacheOptions keeps the manager's memory flat at wide fan-outs: it caches only the Pods that
 // pnsflow made, drops managedFields from everything it caches, and keeps of a Pod only its
-// metadata and status. The StepRun controller decides from those alone (steprun.Decide reads
+// metadata, status and node. The StepRun controller decides from those alone (steprun.Decide reads
 // status, creation and deletion time; a Pod is deleted by name), while the spec — two
 // containers, volumes, the executor's JSON config — is most of a Pod: about 35 MB of live heap
 // at 5000 Pods (`make bench`). Anything that needs a Pod's spec must read it past the cache
@@ -244,7 +244,7 @@ func CacheOptions() cache.Options {
 			&corev1.Pod{}: {Label: labels.NewSelector().Add(*owned), Transform: func(in any) (any, error) {
 				out, err := strip(in)
 				if pod, ok := out.(*corev1.Pod); ok {
-					pod.Spec = corev1.PodSpec{}
+					pod.Spec = corev1.PodSpec{NodeName: pod.Spec.NodeName} // named when the node is lost
 				}
 				return out, err
 			}},

@@ -155,7 +155,7 @@ func build(sr *v1alpha1.StepRun, cfg Config) (*corev1.Pod, error) {
 			AutomountServiceAccountToken:  new(automount),
 			ServiceAccountName:            serviceAccount,
 			NodeSelector:                  spec.NodeSelector,
-			Tolerations:                   spec.Tolerations,
+			Tolerations:                   withNodeLossTolerations(spec.Tolerations, cfg.NodeLostAfter),
 			Affinity:                      spec.Affinity,
 			ImagePullSecrets:              spec.ImagePullSecrets,
 			SecurityContext:               spec.PodSecurityContext,

@@ -133,6 +133,7 @@ func TestBuildMinimal(t *testing.T) {
 			TerminationGracePeriodSeconds: new(int64(90)),
 			AutomountServiceAccountToken:  new(false),
 			ServiceAccountName:            "pnsflow-executor",
+			Tolerations:                   nodeLoss(60),
 			InitContainers: []corev1.Container{{
 				Name:          "pns-executor",
 				Image:         "pnsflow/executor:test",
@@ -426,7 +427,7 @@ func TestPodLevel(t *testing.T) {
 			sr.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "reg"}}
 		}, func(p *corev1.PodSpec) {
 			p.NodeSelector = map[string]string{"disk": "ssd"}
-			p.Tolerations = []corev1.Toleration{{Key: "k", Operator: corev1.TolerationOpExists}}
+			p.Tolerations = append([]corev1.Toleration{{Key: "k", Operator: corev1.TolerationOpExists}}, nodeLoss(60)...)
 			p.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{}}
 			p.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "reg"}}
 		}},

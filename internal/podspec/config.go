@@ -22,6 +22,10 @@ const (
 	MinTokenExpirationSeconds int64 = 600
 	// DefaultReadyTimeout bounds the executor's startup: its startup probe gives up after it.
 	DefaultReadyTimeout = 30 * time.Second
+	// DefaultNodeLostAfter is how long a run's Pod stays on a node that is not ready or
+	// unreachable before it is evicted and the run ends Error/NodeLost (Kubernetes' default is
+	// 300 s: five minutes of a step hanging).
+	DefaultNodeLostAfter = 60 * time.Second
 )
 
 // Config is the operator-wide part of the Pod: everything that does not come from the StepRun.
@@ -42,6 +46,9 @@ type Config struct {
 	// ExecutorResources are the executor's requests and limits; when entirely empty,
 	// DefaultExecutorResources.
 	ExecutorResources corev1.ResourceRequirements
+	// NodeLostAfter is the tolerationSeconds of the Pod's not-ready and unreachable tolerations;
+	// default DefaultNodeLostAfter. A StepRun that tolerates those taints itself keeps its own.
+	NodeLostAfter time.Duration
 	// Repository is the run's artifact repository, resolved by the controller; required when the
 	// StepRun has output artifacts, ignored otherwise.
 	Repository *executorconfig.Repository
@@ -76,6 +83,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReadyTimeout <= 0 {
 		c.ReadyTimeout = DefaultReadyTimeout
+	}
+	if c.NodeLostAfter <= 0 {
+		c.NodeLostAfter = DefaultNodeLostAfter
 	}
 	r := c.ExecutorResources
 	if len(r.Requests) == 0 && len(r.Limits) == 0 && len(r.Claims) == 0 {

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
@@ -171,6 +172,30 @@ var _ = Describe("StepRun controller", func() {
 		Eventually(statusOf(sr)).Should(And(ended(v1alpha1.StepRunError, v1alpha1.ReasonPodDeleted),
 			HaveField("Message", ContainSubstring(pod.Name))))
 		Consistently(func() []corev1.Pod { return podsOf(sr) }, "1s").Should(BeEmpty(), "a deleted Pod is never recreated")
+	})
+
+	It("ends the run Error/NodeLost at once when the taint manager evicts its Pod from a lost node", func() {
+		sr := create(MakeStepRun("lost-node", ns).Obj())
+		pod := pending(sr)
+		Expect(pod.Spec.Tolerations).To(ContainElement(And(HaveField("Key", corev1.TaintNodeUnreachable),
+			HaveField("TolerationSeconds", HaveValue(BeEquivalentTo(60))))), "the Pod leaves an unreachable node after 60 s")
+		// What the scheduler and the node's kubelet did before the node went silent.
+		Expect(k8s.SubResource("binding").Create(ctx, pod, &corev1.Binding{
+			ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace},
+			Target:     corev1.ObjectReference{Kind: "Node", Name: "worker-1"},
+		})).To(Succeed())
+		setPodStatus(sr, corev1.PodRunning, running(), running())
+		// What the taint manager does once the unreachable toleration ends.
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+			pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget,
+				Status: corev1.ConditionTrue, Reason: "DeletionByTaintManager", Message: "Taint manager: deleting due to NoExecute taint"})
+			return k8s.Status().Update(ctx, pod)
+		})).To(Succeed())
+		Expect(k8s.Delete(ctx, pod)).To(Succeed())
+
+		Eventually(statusOf(sr)).Should(And(ended(v1alpha1.StepRunError, v1alpha1.ReasonNodeLost),
+			HaveField("Message", ContainSubstring(`node "worker-1" was lost`))))
 	})
 
 	It("enforces activeDeadlineSeconds on a Pod that never runs", func() {

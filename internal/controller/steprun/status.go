@@ -35,6 +35,10 @@ type Policy struct {
 	// DeadlineSlack is added to activeDeadlineSeconds before the controller enforces the
 	// deadline itself (kubelet enforces it on running Pods; nothing does on unscheduled ones).
 	DeadlineSlack time.Duration
+	// DeletionSlack is how long past its deletion deadline (deletionTimestamp) a Pod may go on
+	// existing with main unfinished before its node counts as lost: a kubelet that answers ends
+	// its containers within the grace period.
+	DeletionSlack time.Duration
 	// ExecutorStartRestarts is how many times kubelet may restart the executor before main has
 	// started; then the run is given up (kubelet would go on restarting it, and main, waiting for
 	// the executor's startup probe, would never start). Zero means the default.
@@ -48,8 +52,16 @@ func (p Policy) executorStartRestarts() int32 {
 	return p.ExecutorStartRestarts
 }
 
+func (p Policy) deletionSlack() time.Duration {
+	if p.DeletionSlack <= 0 {
+		return DefaultPolicy.DeletionSlack
+	}
+	return p.DeletionSlack
+}
+
 // DefaultPolicy is what the manager ships with.
-var DefaultPolicy = Policy{ImagePullGrace: 60 * time.Second, DeadlineSlack: 15 * time.Second, ExecutorStartRestarts: 3}
+var DefaultPolicy = Policy{ImagePullGrace: 60 * time.Second, DeadlineSlack: 15 * time.Second, DeletionSlack: 30 * time.Second,
+	ExecutorStartRestarts: 3}
 
 // Decide looks at the run's Pod and says whether the controller must end the run itself, and
 // when to look again if nothing has happened by then. It never decides for a terminal StepRun.
@@ -93,16 +105,27 @@ func decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 		return o, 0
 	}
 
+	if msg, ok := nodeLost(pod); ok {
+		return withMain(errorOutcome(v1alpha1.ReasonNodeLost, msg), main), 0
+	}
 	if !pod.DeletionTimestamp.IsZero() {
-		// Deleted while running: kubelet stops both containers and publishes no exit code for
-		// main in time for the executor, so the deletion, not the executor, is the cause.
-		if mainDone && executorDone || podDone {
-			if msg, ok := EvictionMessage(pod); ok {
-				return withMain(errorOutcome(v1alpha1.ReasonPodEvicted, msg), main), 0
+		if !(mainDone && executorDone || podDone) {
+			// A kubelet that answers ends the containers within the grace period (the executor
+			// may still report meanwhile); past it and some slack, the node is not doing its part.
+			gone := pod.DeletionTimestamp.Add(p.deletionSlack())
+			if now.Before(gone) {
+				return nil, gone.Sub(now)
 			}
-			return withMain(errorOutcome(v1alpha1.ReasonPodDeleted, PodDeletedMessage(pod.Name)), main), 0
+			return withMain(errorOutcome(v1alpha1.ReasonNodeLost, fmt.Sprintf(
+				"the Pod's node %q did not finish deleting it within its grace period: it is lost or unreachable",
+				pod.Spec.NodeName)), main), 0
 		}
-		return nil, 0 // the executor may still report within its grace period
+		// Deleted while running: kubelet stopped both containers and published no exit code for
+		// main in time for the executor, so the deletion, not the executor, is the cause.
+		if msg, ok := EvictionMessage(pod); ok {
+			return withMain(errorOutcome(v1alpha1.ReasonPodEvicted, msg), main), 0
+		}
+		return withMain(errorOutcome(v1alpha1.ReasonPodDeleted, PodDeletedMessage(pod.Name)), main), 0
 	}
 	if mainDone && (executorDone || podDone) {
 		// main has ended and the executor is gone without a terminal report: kubelet does not
@@ -262,6 +285,26 @@ func EvictionMessage(pod *corev1.Pod) (string, bool) {
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
 			return fmt.Sprintf("the Pod was evicted (%s): %s", c.Reason, c.Message), true
+		}
+	}
+	return "", false
+}
+
+// nodeLossReasons are the DisruptionTarget reasons of a Pod deleted because of its node: the
+// taint manager evicts Pods from a node tainted not-ready or unreachable once their toleration
+// ends (the Pod builder sets it: podspec.Config.NodeLostAfter), and the Pod garbage collector
+// deletes those of a node that no longer exists.
+var nodeLossReasons = map[string]bool{"DeletionByTaintManager": true, "DeletionByPodGC": true}
+
+// nodeLost reports a Pod deleted because its node went away or stopped answering. No report can
+// come from such a node in time, so the run ends at once rather than when the node returns.
+func nodeLost(pod *corev1.Pod) (string, bool) {
+	if pod.DeletionTimestamp.IsZero() {
+		return "", false
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue && nodeLossReasons[c.Reason] {
+			return fmt.Sprintf("the Pod's node %q was lost (%s): %s", pod.Spec.NodeName, c.Reason, c.Message), true
 		}
 	}
 	return "", false

@@ -142,9 +142,33 @@ func TestDecide(t *testing.T) {
 				podPhase(corev1.PodFailed, ""), sidecar(exited(3, "Error")), container("main", exited(143, "Error"))),
 			want: withTimes(Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonPodDeleted,
 				Message: "pod s-pod was deleted before the run reported a result"}, 143)},
-		{name: "being deleted, containers still stopping: the executor may yet report", sr: stepRun(v1alpha1.StepRunRunning, nil),
+		{name: "being deleted, containers still stopping: the executor may yet report; look again past the grace period", sr: stepRun(v1alpha1.StepRunRunning, nil),
 			pod: testPod(func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: t0.Add(2 * time.Second)} },
-				sidecar(running()), container("main", exited(143, "Error")))},
+				sidecar(running()), container("main", exited(143, "Error"))),
+			wantNext: 27 * time.Second},
+		{name: "being deleted past its grace period and the slack, its node silent: node lost", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(func(p *corev1.Pod) {
+				p.DeletionTimestamp, p.Spec.NodeName = &metav1.Time{Time: t0.Add(2 * time.Second)}, "worker-1"
+			}, sidecar(running()), container("main", running())),
+			now: t0.Add(32 * time.Second),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonNodeLost, StartedAt: new(t0.Add(time.Second)),
+				Message: `the Pod's node "worker-1" did not finish deleting it within its grace period: it is lost or unreachable`}},
+		{name: "evicted by the taint manager from a node not ready or unreachable: node lost at once", sr: stepRun(v1alpha1.StepRunRunning, nil),
+			pod: testPod(func(p *corev1.Pod) {
+				p.DeletionTimestamp, p.Spec.NodeName = &metav1.Time{Time: t0.Add(90 * time.Second)}, "worker-2"
+				p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget,
+					Status: corev1.ConditionTrue, Reason: "DeletionByTaintManager", Message: "Taint manager: deleting due to NoExecute taint"})
+			}, sidecar(running()), container("main", running())),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonNodeLost, StartedAt: new(t0.Add(time.Second)),
+				Message: `the Pod's node "worker-2" was lost (DeletionByTaintManager): Taint manager: deleting due to NoExecute taint`}},
+		{name: "deleted by the Pod garbage collector, its node gone: node lost", sr: stepRun(v1alpha1.StepRunPending, nil),
+			pod: testPod(func(p *corev1.Pod) {
+				p.DeletionTimestamp, p.Spec.NodeName = &metav1.Time{Time: t0}, "worker-3"
+				p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget,
+					Status: corev1.ConditionTrue, Reason: "DeletionByPodGC", Message: "PodGC: node no longer exists"})
+			}),
+			want: &Outcome{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonNodeLost, MainNeverStarted: true,
+				Message: `the Pod's node "worker-3" was lost (DeletionByPodGC): PodGC: node no longer exists`}},
 		{name: "evicted", sr: stepRun(v1alpha1.StepRunRunning, nil),
 			pod: testPod(func(p *corev1.Pod) {
 				p.Status.Phase, p.Status.Reason, p.Status.Message = corev1.PodFailed, "Evicted", "low on memory"
