@@ -59,32 +59,9 @@ func TestStepRunFinishedCountsThePhaseAndEveryStage(t *testing.T) {
 	if n := testutil.CollectAndCount(r.stageSeconds); n != 6 {
 		t.Errorf("%d stage series, want one per stage (6)", n)
 	}
-	// The report stage: 30 ms, twice, in the 0.05 bucket and above.
-	want := `
-# HELP pnsflow_executor_report_latency_seconds From main's exit to the executor's terminal report, for runs the executor ended.
-# TYPE pnsflow_executor_report_latency_seconds histogram
-pnsflow_executor_report_latency_seconds_bucket{le="0.001"} 0
-pnsflow_executor_report_latency_seconds_bucket{le="0.0025"} 0
-pnsflow_executor_report_latency_seconds_bucket{le="0.005"} 0
-pnsflow_executor_report_latency_seconds_bucket{le="0.01"} 0
-pnsflow_executor_report_latency_seconds_bucket{le="0.025"} 0
-pnsflow_executor_report_latency_seconds_bucket{le="0.05"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="0.1"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="0.25"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="0.5"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="1"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="2.5"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="5"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="10"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="25"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="50"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="100"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="250"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="600"} 2
-pnsflow_executor_report_latency_seconds_bucket{le="+Inf"} 2
-pnsflow_executor_report_latency_seconds_sum 0.06
-pnsflow_executor_report_latency_seconds_count 2
-`
+	// The report stage: 30 ms, twice.
+	want := histogramOf("pnsflow_executor_report_latency_seconds",
+		"From main's exit to the executor's terminal report, for runs the executor ended.", stageBuckets, "", 0.03, 0.03)
 	if err := testutil.CollectAndCompare(r.reportSeconds, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
@@ -94,7 +71,7 @@ pnsflow_executor_report_latency_seconds_count 2
 	}
 	if err := testutil.CollectAndCompare(schedule.(prometheus.Histogram), strings.NewReader(histogramOf("pnsflow_steprun_stage_duration_seconds",
 		"How long each stage of a finished StepRun took (status.timings), by stage: pod_create, schedule, executor_start, main_start, main, report.",
-		`stage="schedule"`, 1, 1))); err != nil {
+		stageBuckets, `stage="schedule"`, 1, 1))); err != nil {
 		t.Error(err)
 	}
 }
@@ -114,21 +91,8 @@ func TestWorkflowRunFinishedCountsDurationAndFanOutWidths(t *testing.T) {
 	if got := testutil.ToFloat64(r.workflowRunsFinished.WithLabelValues("Failed", "StepFailed")); got != 1 {
 		t.Errorf("Failed/StepFailed = %v, want 1", got)
 	}
-	want := `
-# HELP pnsflow_workflowrun_fanout_width Items of each fanned-out step of a finished WorkflowRun.
-# TYPE pnsflow_workflowrun_fanout_width histogram
-pnsflow_workflowrun_fanout_width_bucket{le="1"} 0
-pnsflow_workflowrun_fanout_width_bucket{le="4"} 1
-pnsflow_workflowrun_fanout_width_bucket{le="16"} 1
-pnsflow_workflowrun_fanout_width_bucket{le="64"} 1
-pnsflow_workflowrun_fanout_width_bucket{le="256"} 1
-pnsflow_workflowrun_fanout_width_bucket{le="1024"} 1
-pnsflow_workflowrun_fanout_width_bucket{le="4096"} 1
-pnsflow_workflowrun_fanout_width_bucket{le="16384"} 2
-pnsflow_workflowrun_fanout_width_bucket{le="+Inf"} 2
-pnsflow_workflowrun_fanout_width_sum 5003
-pnsflow_workflowrun_fanout_width_count 2
-`
+	want := histogramOf("pnsflow_workflowrun_fanout_width", "Items of each fanned-out step of a finished WorkflowRun.",
+		widthBuckets, "", 5000, 3)
 	if err := testutil.CollectAndCompare(r.fanOutWidth, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
@@ -137,16 +101,23 @@ pnsflow_workflowrun_fanout_width_count 2
 		t.Fatal(err)
 	}
 	if err := testutil.CollectAndCompare(d.(prometheus.Histogram), strings.NewReader(histogramOf("pnsflow_workflowrun_duration_seconds",
-		"From a WorkflowRun's creation to its terminal phase, by phase.", `phase="Failed"`, 90))); err != nil {
+		"From a WorkflowRun's creation to its terminal phase, by phase.", stageBuckets, `phase="Failed"`, 90))); err != nil {
 		t.Error(err)
 	}
 }
 
-// histogramOf is the exposition of a stage-bucketed histogram holding the observations vs.
-func histogramOf(name, help, labels string, vs ...float64) string {
+// histogramOf is the exposition of a histogram with buckets holding the observations vs.
+func histogramOf(name, help string, buckets []float64, labels string, vs ...float64) string {
+	with := func(extra string) string { // the series' labels, and extra
+		return "{" + strings.Trim(labels+","+extra, ",") + "}"
+	}
 	var b strings.Builder
 	b.WriteString("# HELP " + name + " " + help + "\n# TYPE " + name + " histogram\n")
-	for _, le := range append(stageBuckets, -1) {
+	sum := 0.0
+	for _, v := range vs {
+		sum += v
+	}
+	for _, le := range append(buckets, -1) {
 		n, bound := 0, "+Inf"
 		if le >= 0 {
 			bound = strconvF(le)
@@ -156,14 +127,10 @@ func histogramOf(name, help, labels string, vs ...float64) string {
 				n++
 			}
 		}
-		b.WriteString(name + "_bucket{" + labels + `,le="` + bound + `"} ` + strconvF(float64(n)) + "\n")
+		b.WriteString(name + "_bucket" + with(`le="`+bound+`"`) + " " + strconv.Itoa(n) + "\n")
 	}
-	sum := 0.0
-	for _, v := range vs {
-		sum += v
-	}
-	b.WriteString(name + "_sum{" + labels + "} " + strconvF(sum) + "\n")
-	b.WriteString(name + "_count{" + labels + "} " + strconv.Itoa(len(vs)) + "\n")
+	b.WriteString(name + "_sum" + strings.TrimSuffix(with(""), "{}") + " " + strconvF(sum) + "\n")
+	b.WriteString(name + "_count" + strings.TrimSuffix(with(""), "{}") + " " + strconv.Itoa(len(vs)) + "\n")
 	return b.String()
 }
 

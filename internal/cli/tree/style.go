@@ -133,19 +133,13 @@ func Duration(d time.Duration) string {
 	}
 }
 
-// StageDuration is a stage's length, finer than Duration where stages differ: milliseconds
-// under a second, hundredths of a second under a minute, then whole seconds.
+// StageDuration is a stage's length, finer than Duration where stages differ: hundredths of a
+// second between a second and a minute.
 func StageDuration(d time.Duration) string {
-	switch {
-	case d < 0:
-		return ""
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
+	if d >= time.Second && d < time.Minute {
 		return d.Round(10 * time.Millisecond).String()
-	default:
-		return d.Round(time.Second).String()
 	}
+	return Duration(d)
 }
 
 // firstLine is the first line of a value, marked when more follows.
