@@ -63,7 +63,7 @@ func (c *PhaseCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // stepRunPhases and workflowRunPhases are always reported, zero or not, so a phase's series
-// never vanishes from a graph.
+// never vanishes from a graph; the first is what a run without a phase yet counts as.
 var (
 	stepRunPhases = []v1alpha1.StepRunPhase{v1alpha1.StepRunPending, v1alpha1.StepRunRunning,
 		v1alpha1.StepRunSucceeded, v1alpha1.StepRunFailed, v1alpha1.StepRunError}
@@ -78,30 +78,33 @@ func (c *PhaseCollector) Collect(ch chan<- prometheus.Metric) {
 	// The cache's objects are only read here: no copy of thousands of runs per scrape.
 	var srs v1alpha1.StepRunList
 	if err := c.Reader.List(ctx, &srs, client.UnsafeDisableDeepCopy); err == nil {
-		n := map[string]int{}
+		seen := make([]v1alpha1.StepRunPhase, len(srs.Items))
 		for i := range srs.Items {
-			n[phaseOr(string(srs.Items[i].Status.Phase), string(v1alpha1.StepRunPending))]++
+			seen[i] = srs.Items[i].Status.Phase
 		}
-		for _, p := range stepRunPhases {
-			ch <- prometheus.MustNewConstMetric(c.stepRuns, prometheus.GaugeValue, float64(n[string(p)]), string(p))
-		}
+		sendByPhase(ch, c.stepRuns, seen, stepRunPhases)
 	}
 	var wfrs v1alpha1.WorkflowRunList
 	if err := c.Reader.List(ctx, &wfrs, client.UnsafeDisableDeepCopy); err == nil {
-		n := map[string]int{}
+		seen := make([]v1alpha1.WorkflowRunPhase, len(wfrs.Items))
 		for i := range wfrs.Items {
-			n[phaseOr(string(wfrs.Items[i].Status.Phase), string(v1alpha1.WorkflowRunPending))]++
+			seen[i] = wfrs.Items[i].Status.Phase
 		}
-		for _, p := range workflowRunPhases {
-			ch <- prometheus.MustNewConstMetric(c.wfRuns, prometheus.GaugeValue, float64(n[string(p)]), string(p))
-		}
+		sendByPhase(ch, c.wfRuns, seen, workflowRunPhases)
 	}
 }
 
-// phaseOr is phase, or def for a run no one has given a phase yet.
-func phaseOr(phase, def string) string {
-	if phase == "" {
-		return def
+// sendByPhase sends one gauge per phase in all: how many of seen are in it (an empty phase
+// counts as the first).
+func sendByPhase[P ~string](ch chan<- prometheus.Metric, desc *prometheus.Desc, seen, all []P) {
+	n := map[P]int{}
+	for _, p := range seen {
+		if p == "" {
+			p = all[0]
+		}
+		n[p]++
 	}
-	return phase
+	for _, p := range all {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(n[p]), string(p))
+	}
 }
