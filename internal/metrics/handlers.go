@@ -78,20 +78,25 @@ func (c *PhaseCollector) Collect(ch chan<- prometheus.Metric) {
 	// The cache's objects are only read here: no copy of thousands of runs per scrape.
 	var srs v1alpha1.StepRunList
 	if err := c.Reader.List(ctx, &srs, client.UnsafeDisableDeepCopy); err == nil {
-		seen := make([]v1alpha1.StepRunPhase, len(srs.Items))
-		for i := range srs.Items {
-			seen[i] = srs.Items[i].Status.Phase
-		}
-		sendByPhase(ch, c.stepRuns, seen, stepRunPhases)
+		sendByPhase(ch, c.stepRuns, phasesOf(srs.Items, func(sr *v1alpha1.StepRun) v1alpha1.StepRunPhase {
+			return sr.Status.Phase
+		}), stepRunPhases)
 	}
 	var wfrs v1alpha1.WorkflowRunList
 	if err := c.Reader.List(ctx, &wfrs, client.UnsafeDisableDeepCopy); err == nil {
-		seen := make([]v1alpha1.WorkflowRunPhase, len(wfrs.Items))
-		for i := range wfrs.Items {
-			seen[i] = wfrs.Items[i].Status.Phase
-		}
-		sendByPhase(ch, c.wfRuns, seen, workflowRunPhases)
+		sendByPhase(ch, c.wfRuns, phasesOf(wfrs.Items, func(wfr *v1alpha1.WorkflowRun) v1alpha1.WorkflowRunPhase {
+			return wfr.Status.Phase
+		}), workflowRunPhases)
 	}
+}
+
+// phasesOf is each item's phase.
+func phasesOf[T any, P ~string](items []T, phase func(*T) P) []P {
+	out := make([]P, len(items))
+	for i := range items {
+		out[i] = phase(&items[i])
+	}
+	return out
 }
 
 // sendByPhase sends one gauge per phase in all: how many of seen are in it (an empty phase
