@@ -158,20 +158,25 @@ var _ = Describe("The executor against a real API server", func() {
 		Expect(statusOf(sr)(Default)).To(ended(v1alpha1.StepRunError, v1alpha1.ReasonPodDeleted))
 	})
 
-	It("writes nothing into a StepRun made again under the same name", func() {
+	It("writes nothing into a StepRun made again under the same name, which waits for the old Pod to go", func() {
 		old := create(MakeStepRun("again", ns).Obj())
 		oldPod := pending(old)
 		stale := reporterFor(old)
 		Expect(k8s.Delete(ctx, old)).To(Succeed())
-		Expect(k8s.Delete(ctx, oldPod)).To(Succeed()) // the garbage collector's part: envtest has none
 		Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(old), &v1alpha1.StepRun{})) &&
-				apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(oldPod), &corev1.Pod{}))
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(old), &v1alpha1.StepRun{}))
 		}).Should(BeTrue())
 		again := create(MakeStepRun("again", ns).Obj())
 		Expect(again.UID).NotTo(Equal(old.UID))
-		pending(again)
 
+		By("waiting while the earlier run's Pod still exists, rather than failing")
+		Consistently(func() v1alpha1.StepRunPhase { return statusOf(again)(Default).Phase }, "3s").
+			Should(Equal(v1alpha1.StepRunPending))
+		Expect(k8s.Delete(ctx, oldPod)).To(Succeed()) // the garbage collector's part: envtest has none
+		newPod := pending(again)
+		Expect(metav1.IsControlledBy(newPod, again)).To(BeTrue())
+
+		By("refusing the earlier run's executor")
 		err := stale.ReportRunning(ctx, time.Now())
 		Expect(err).To(MatchError(ContainSubstring("replaced")), "the patch's UID test refuses it")
 		Expect(statusOf(again)(Default).Phase).To(Equal(v1alpha1.StepRunPending))

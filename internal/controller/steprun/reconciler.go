@@ -112,6 +112,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.evicted.Store(req.NamespacedName, msg)
 	}
 	if !metav1.IsControlledBy(pod, sr) {
+		if wait := waitForEarlierPod(sr, pod, r.Clock.Now()); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
 		return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonInvalidPod,
 			fmt.Sprintf("a pod named %s already exists and does not belong to this StepRun", pod.Name)))
 	}

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
@@ -392,4 +393,24 @@ func describeExecutor(cs *corev1.ContainerStatus) string {
 		return fmt.Sprintf("exit code %d, %s", t.ExitCode, t.Reason)
 	}
 	return fmt.Sprintf("exit code %d", t.ExitCode)
+}
+
+// earlierPodWait bounds how long a run waits for the Pod of an earlier StepRun of its name to go.
+const earlierPodWait = time.Minute
+
+// waitForEarlierPod says how long to wait before looking again when pod belongs to an earlier
+// StepRun of sr's name (deleted and made again): the garbage collector deletes that Pod, since its
+// owner is gone, and this run's own Pod can then be made. Zero means do not wait: the Pod is
+// someone else's, or it outlived earlierPodWait from sr's creation.
+func waitForEarlierPod(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time) time.Duration {
+	owner := metav1.GetControllerOf(pod)
+	if owner == nil || owner.Kind != "StepRun" || owner.Name != sr.Name || owner.UID == sr.UID ||
+		owner.APIVersion != v1alpha1.GroupVersion.String() {
+		return 0
+	}
+	left := sr.CreationTimestamp.Add(earlierPodWait).Sub(now)
+	if left <= 0 {
+		return 0
+	}
+	return min(left, 2*time.Second)
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 )
@@ -264,5 +265,35 @@ func evicting() podOpt {
 		p.DeletionTimestamp = &now
 		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget,
 			Status: corev1.ConditionTrue, Reason: "EvictionByEvictionAPI", Message: "Eviction API: evicting"})
+	}
+}
+
+func TestWaitForEarlierPod(t *testing.T) {
+	sr := stepRun(v1alpha1.StepRunPending, nil)
+	sr.UID = "new"
+	owned := func(kind, name, uid string) *corev1.Pod {
+		return testPod(func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: kind,
+				Name: name, UID: types.UID(uid), Controller: new(true)}}
+		})
+	}
+	created := sr.CreationTimestamp.Time
+	tests := []struct {
+		name string
+		pod  *corev1.Pod
+		now  time.Time
+		want time.Duration
+	}{
+		{"an earlier StepRun of this name: look again soon", owned("StepRun", sr.Name, "old"), created.Add(time.Second), 2 * time.Second},
+		{"near the end of the wait: only what is left", owned("StepRun", sr.Name, "old"), created.Add(59500 * time.Millisecond), 500 * time.Millisecond},
+		{"still there a minute after the run was made: give up", owned("StepRun", sr.Name, "old"), created.Add(time.Minute), 0},
+		{"another StepRun's name", owned("StepRun", "other", "old"), created, 0},
+		{"not a StepRun's", owned("Job", sr.Name, "old"), created, 0},
+		{"no owner", testPod(), created, 0},
+	}
+	for _, tc := range tests {
+		if got := waitForEarlierPod(sr, tc.pod, tc.now); got != tc.want {
+			t.Errorf("%s: wait %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
