@@ -51,21 +51,24 @@ func reportsObserved() uint64 {
 var _ = Describe("The manager's metrics", func() {
 	It("count a StepRun once when its report makes it terminal, and the stages it records", func() {
 		ns := newNamespace(nil)
-		before, reportsBefore := finishedTotal(v1alpha1.StepRunFailed, v1alpha1.ReasonExitCode), reportsObserved()
+		// A reason no other case reports: runs of other cases that end meanwhile cannot move it.
+		const reason = "CountedOnceByTheMetricsCase"
+		before, reportsBefore := finishedTotal(v1alpha1.StepRunFailed, reason), reportsObserved()
 		sr := create(MakeStepRun("counted", ns).Obj())
 		pending(sr)
-		setPodStatus(sr, corev1.PodRunning, running(), exited(4, "Error"))
+		setPodStatus(sr, corev1.PodRunning, running(), exited(0, "Completed"))
 		rep := reporterFor(sr)
 		exited := time.Now().Add(-20 * time.Millisecond)
 		rep.Timings = func() v1alpha1.StepRunTimings {
 			return v1alpha1.StepRunTimings{MainExited: v1alpha1.MicroTimeOf(exited)}
 		}
-		Expect(rep.ReportTerminal(ctx, executor.Decide(executor.Termination{ExitCode: 4}, executor.Collected{}, nil, 0))).To(Succeed())
-		Eventually(func() float64 { return finishedTotal(v1alpha1.StepRunFailed, v1alpha1.ReasonExitCode) }).
-			Should(Equal(before + 1))
-		Consistently(func() float64 { return finishedTotal(v1alpha1.StepRunFailed, v1alpha1.ReasonExitCode) }, "500ms").
+		failure := &executor.Failure{Phase: v1alpha1.StepRunFailed, Reason: reason, Message: "reported by the test"}
+		Expect(rep.ReportTerminal(ctx, executor.Decide(executor.Termination{ExitCode: 0}, executor.Collected{Failure: failure}, nil, 0))).To(Succeed())
+		Eventually(func() float64 { return finishedTotal(v1alpha1.StepRunFailed, reason) }).Should(Equal(before + 1))
+		Consistently(func() float64 { return finishedTotal(v1alpha1.StepRunFailed, reason) }, "500ms").
 			Should(Equal(before+1), "counted once, however often the finished run is seen again")
 
-		Expect(reportsObserved()).To(Equal(reportsBefore+1), "the report stage (main exit → report) was observed")
+		// Other cases' runs may end meanwhile and be observed too: at least this one was.
+		Expect(reportsObserved()).To(BeNumerically(">=", reportsBefore+1), "the report stage (main exit → report) was observed")
 	})
 })
