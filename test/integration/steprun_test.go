@@ -207,7 +207,9 @@ var _ = Describe("StepRun controller", func() {
 
 	It("never makes a second Pod across a manager restart", func() {
 		stopManager()
-		DeferCleanup(func() { stopManager = startManager() })
+		// The manager this case leaves running is stopped before the suite's next one starts:
+		// two managers at once would both reconcile (and both count in the metrics).
+		DeferCleanup(func() { stopManager(); stopManager = startManager() })
 
 		By("a Pod created by a manager that died before writing Pending")
 		orphan := create(MakeStepRun("orphan", ns).Obj())
