@@ -111,6 +111,12 @@ func PodTimings(pod *corev1.Pod) StepRunTimings {
 	return t
 }
 
+// WithMain is t with main's start and exit, each left unset when zero (unknown).
+func (t StepRunTimings) WithMain(started, exited time.Time) StepRunTimings {
+	t.MainStarted, t.MainExited = MicroTimeOf(started), MicroTimeOf(exited)
+	return t
+}
+
 // MergeTimings keeps what recorded already has (an earlier report saw it first, perhaps by an
 // executor since restarted) and adds what it lacks from next; nil when nothing is known.
 func MergeTimings(recorded *StepRunTimings, next StepRunTimings) *StepRunTimings {

@@ -72,6 +72,16 @@ func TestMergeTimingsKeepsWhatWasRecordedFirst(t *testing.T) {
 	}
 }
 
+func TestWithMainLeavesUnknownTimesUnset(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	pod := StepRunTimings{PodCreated: MicroTimeOf(t0)}
+	got := pod.WithMain(t0.Add(time.Second), time.Time{})
+	want := StepRunTimings{PodCreated: MicroTimeOf(t0), MainStarted: MicroTimeOf(t0.Add(time.Second))}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("WithMain = %+v, want %+v", got, want)
+	}
+}
+
 func TestPodTimingsReadCreationAndScheduling(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(t0)}}

@@ -340,7 +340,6 @@ func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
 	findCtx, stop := e.untilMainTerminated(ctx)
 	defer stop()
 	ready := false
-	var found time.Duration
 	pid, err := e.Finder.Find(findCtx, func() error {
 		if e.Ready != nil {
 			if err := e.Ready(); err != nil {
@@ -351,7 +350,7 @@ func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
 		log.Info("Watching for main")
 		return nil
 	})
-	found = e.bootTime()
+	found := e.bootTime()
 	if err != nil {
 		if !ready {
 			return nil, fmt.Errorf("looking for main: %w", err)

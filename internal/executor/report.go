@@ -153,8 +153,8 @@ type patchStatus struct {
 	Outputs            *v1alpha1.StepRunOutputs `json:"outputs,omitempty"`
 	ExecutorRestarts   int32                    `json:"executorRestarts,omitempty"`
 	Timings            *v1alpha1.StepRunTimings `json:"timings,omitempty"`
-	// Conditions are sent whole (a merge patch replaces a list): the current ones, with
-	// Succeeded set, so the controller's conditions are kept.
+	// Conditions are sent whole (the patch's add replaces the list): the ones known, with
+	// Succeeded set, so any others already recorded are kept.
 	Conditions []metav1.Condition `json:"conditions"`
 }
 
@@ -282,8 +282,8 @@ type Reporter struct {
 	Timings func() v1alpha1.StepRunTimings
 	// Now is the clock of the conditions' lastTransitionTime.
 	Now func() time.Time
-	// MaxConflicts bounds the re-reads after 409 Conflict; MaxRetries the retries of transient
-	// errors (timeouts, 429, 5xx, network), with backoff from 200 ms to 5 s.
+	// MaxConflicts bounds the re-reads after a refused report (422, 409); MaxRetries the retries
+	// of transient errors (timeouts, 429, 5xx, network), with backoff from 200 ms to 5 s.
 	MaxConflicts int
 	MaxRetries   int
 

@@ -10,66 +10,43 @@ import (
 
 // stageMarks are the stage times the executor knows, read by each report as they are then.
 // Its own (its start, main's start and exit) are microsecond wall-clock times; the Pod's and the
-// kubelet's fill in what it did not see.
+// kubelet's fill in what it did not see. The first time known for a mark stays, as in the status
+// (v1alpha1.MergeTimings).
 type stageMarks struct {
-	mu              sync.Mutex
-	executorStarted time.Time
-	mainStarted     time.Time
-	mainExited      time.Time
-	pod             v1alpha1.StepRunTimings // its Pod's creation and scheduling
+	mu sync.Mutex
+	t  v1alpha1.StepRunTimings
 }
 
-// started records the executor's start, once.
-func (m *stageMarks) started(t time.Time) {
+// add records the marks of next that are not known yet.
+func (m *stageMarks) add(next v1alpha1.StepRunTimings) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.executorStarted.IsZero() {
-		m.executorStarted = t
+	if merged := v1alpha1.MergeTimings(&m.t, next); merged != nil {
+		m.t = *merged
 	}
+}
+
+// started records the executor's start.
+func (m *stageMarks) started(t time.Time) {
+	m.add(v1alpha1.StepRunTimings{ExecutorStarted: v1alpha1.MicroTimeOf(t)})
 }
 
 // mainRan records main's start and exit as the executor saw them; a zero time is left unset.
 func (m *stageMarks) mainRan(started, exited time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.mainStarted.IsZero() {
-		m.mainStarted = started
-	}
-	if m.mainExited.IsZero() {
-		m.mainExited = exited
-	}
+	m.add(v1alpha1.StepRunTimings{}.WithMain(started, exited))
 }
 
 // kubelet records what the Pod says: its own times, and main's start and exit (one-second
 // precision) where the executor saw none.
 func (m *stageMarks) kubelet(pod v1alpha1.StepRunTimings, mainStarted, mainExited time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if pod.PodCreated != nil {
-		m.pod.PodCreated = pod.PodCreated
-	}
-	if pod.PodScheduled != nil {
-		m.pod.PodScheduled = pod.PodScheduled
-	}
-	if m.mainStarted.IsZero() {
-		m.mainStarted = mainStarted
-	}
-	if m.mainExited.IsZero() {
-		m.mainExited = mainExited
-	}
+	m.add(pod.WithMain(mainStarted, mainExited))
 }
 
 // timings is what a report records; the terminal report adds when it is sent.
 func (m *stageMarks) timings() v1alpha1.StepRunTimings {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return v1alpha1.StepRunTimings{
-		PodCreated:      m.pod.PodCreated,
-		PodScheduled:    m.pod.PodScheduled,
-		ExecutorStarted: v1alpha1.MicroTimeOf(m.executorStarted),
-		MainStarted:     v1alpha1.MicroTimeOf(m.mainStarted),
-		MainExited:      v1alpha1.MicroTimeOf(m.mainExited),
-	}
+	return m.t
 }
 
 // mainStart is when main started, on the boot clock, from its process's start, when the finder

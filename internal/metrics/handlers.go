@@ -18,23 +18,22 @@ import (
 // watches (a restart, a failover) is not counted: counters start again with each process, as
 // Prometheus expects of them.
 func (r *Recorder) StepRunHandler() handler.EventHandler {
-	return handler.Funcs{UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		old, oldOK := e.ObjectOld.(*v1alpha1.StepRun)
-		sr, newOK := e.ObjectNew.(*v1alpha1.StepRun)
-		if oldOK && newOK && Finished(old.Status.Phase.IsTerminal(), sr.Status.Phase.IsTerminal()) {
-			r.StepRunFinished(sr)
-		}
-	}}
+	return onFinish(func(sr *v1alpha1.StepRun) bool { return sr.Status.Phase.IsTerminal() }, r.StepRunFinished)
 }
 
 // WorkflowRunHandler records each WorkflowRun the watch sees turning terminal, like
 // StepRunHandler.
 func (r *Recorder) WorkflowRunHandler() handler.EventHandler {
+	return onFinish(func(wfr *v1alpha1.WorkflowRun) bool { return wfr.Status.Phase.IsTerminal() }, r.WorkflowRunFinished)
+}
+
+// onFinish calls record with each object of type T an update takes to a terminal phase.
+func onFinish[T client.Object](terminal func(T) bool, record func(T)) handler.EventHandler {
 	return handler.Funcs{UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		old, oldOK := e.ObjectOld.(*v1alpha1.WorkflowRun)
-		wfr, newOK := e.ObjectNew.(*v1alpha1.WorkflowRun)
-		if oldOK && newOK && Finished(old.Status.Phase.IsTerminal(), wfr.Status.Phase.IsTerminal()) {
-			r.WorkflowRunFinished(wfr)
+		old, oldOK := e.ObjectOld.(T)
+		obj, newOK := e.ObjectNew.(T)
+		if oldOK && newOK && Finished(terminal(old), terminal(obj)) {
+			record(obj)
 		}
 	}}
 }

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -251,13 +252,7 @@ func stageTimings(pod *corev1.Pod, mainStarted, mainExited *time.Time) v1alpha1.
 	if pod != nil {
 		t = v1alpha1.PodTimings(pod)
 	}
-	if mainStarted != nil {
-		t.MainStarted = v1alpha1.MicroTimeOf(*mainStarted)
-	}
-	if mainExited != nil {
-		t.MainExited = v1alpha1.MicroTimeOf(*mainExited)
-	}
-	return t
+	return t.WithMain(ptr.Deref(mainStarted, time.Time{}), ptr.Deref(mainExited, time.Time{}))
 }
 
 // plausible drops a kubelet timestamp that cannot belong to this run (see

@@ -283,12 +283,20 @@ func loaderFailure(pod *corev1.Pod) *Outcome {
 // says so (the Eviction API, a drain, preemption, the taint manager): a deletion the user did not
 // ask for, which must read PodEvicted, not PodDeleted.
 func EvictionMessage(pod *corev1.Pod) (string, bool) {
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
-			return fmt.Sprintf("the Pod was evicted (%s): %s", c.Reason, c.Message), true
-		}
+	if c := disruptionTarget(pod); c != nil {
+		return fmt.Sprintf("the Pod was evicted (%s): %s", c.Reason, c.Message), true
 	}
 	return "", false
+}
+
+// disruptionTarget is the Pod's DisruptionTarget condition when True: why it is being removed.
+func disruptionTarget(pod *corev1.Pod) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if c := &pod.Status.Conditions[i]; c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+			return c
+		}
+	}
+	return nil
 }
 
 // nodeLossReasons are the DisruptionTarget reasons of a Pod deleted because of its node: the
@@ -303,10 +311,8 @@ func nodeLost(pod *corev1.Pod) (string, bool) {
 	if pod.DeletionTimestamp.IsZero() {
 		return "", false
 	}
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue && nodeLossReasons[c.Reason] {
-			return fmt.Sprintf("the Pod's node %q was lost (%s): %s", pod.Spec.NodeName, c.Reason, c.Message), true
-		}
+	if c := disruptionTarget(pod); c != nil && nodeLossReasons[c.Reason] {
+		return fmt.Sprintf("the Pod's node %q was lost (%s): %s", pod.Spec.NodeName, c.Reason, c.Message), true
 	}
 	return "", false
 }
