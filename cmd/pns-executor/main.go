@@ -81,6 +81,10 @@ func runExecutor(args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	// Caught from the start: the kubelet stops a restarted executor as soon as main ends, which
+	// may be while it is still starting, and it must still report main's exit.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
 	log := executor.NewLogger(stderr, *verbosity)
 	klog.SetLogger(log)
 	if err := executor.HideFromMain(); err != nil {
@@ -107,8 +111,6 @@ func runExecutor(args []string, stderr io.Writer) int {
 		return exitFailed
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	err = e.Run(ctx)
 	switch {
 	case err == nil:

@@ -334,7 +334,7 @@ func (e *Executor) Run(ctx context.Context) error {
 
 // findAndSecure looks for main until it is found, the Pod says main terminated, or ctx ends,
 // then holds its root. A nil process (no error) means main was never held: Run goes on with the
-// Pod's word alone. Errors before the first look are fatal: without it main must not start.
+// Pod's word alone. Errors of the first look are fatal: without it main must not start.
 func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
 	log := e.Log
 	findCtx, stop := e.untilMainTerminated(ctx)
@@ -352,10 +352,12 @@ func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
 	})
 	found := e.bootTime()
 	if err != nil {
-		if !ready {
-			return nil, fmt.Errorf("looking for main: %w", err)
-		}
+		// Ended before its first look (SIGTERM, or the Pod already says main terminated: a
+		// restarted executor may start just as main exits) is not a failure: the Pod's word
+		// is all there is then too.
 		switch {
+		case findCtx.Err() == nil && !ready:
+			return nil, fmt.Errorf("looking for main: %w", err)
 		case findCtx.Err() == nil:
 			log.Error(err, "Looking for main failed; relying on the Pod's status")
 		case ctx.Err() != nil:

@@ -276,6 +276,47 @@ func TestRunCancelledThenTheExitCodeArrivesWithinGrace(t *testing.T) {
 	}
 }
 
+// givesUpBeforeLooking is a finder whose context ends before its first look completes, as
+// ProcFinder's does when it checks ctx first.
+func givesUpBeforeLooking() findFunc {
+	return func(ctx context.Context, _ func() error) (int, error) {
+		<-ctx.Done()
+		return 0, fmt.Errorf("%w: %w", ErrNotFound, ctx.Err())
+	}
+}
+
+func TestRunRestartedAsMainExitsReportsFromThePod(t *testing.T) {
+	// A restarted executor may start just as main exits: before it has looked once, the kubelet
+	// says main terminated, or already stops the executor (SIGTERM). Both still end in a report.
+	for _, sigterm := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sigterm=%v", sigterm), func(t *testing.T) {
+			e, pod, col, rep := newTestExecutor(t)
+			e.Finder = givesUpBeforeLooking()
+			readyCalls := 0
+			e.Ready = func() error { readyCalls++; return nil }
+			col.collected = Collected{Parameters: []v1alpha1.OutputParameterValue{{Name: "v", Value: "written"}}}
+			pod.set(terminated(0, "Completed"))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if sigterm {
+				cancel()
+			}
+			if err := e.Run(ctx); err != nil {
+				t.Fatalf("Run = %v, want the terminal report", err)
+			}
+			if diff := cmp.Diff([]string{"terminal"}, rep.called()); diff != "" {
+				t.Errorf("reports (-want +got):\n%s", diff)
+			}
+			if o := rep.outcome; o.Phase != v1alpha1.StepRunSucceeded || len(o.Parameters) != 1 {
+				t.Errorf("outcome = %+v, want Succeeded with the collected output", o)
+			}
+			if readyCalls != 0 {
+				t.Errorf("Ready called %d times: nothing was looked at", readyCalls)
+			}
+		})
+	}
+}
+
 func TestRunReadyFails(t *testing.T) {
 	e, _, col, rep := newTestExecutor(t)
 	e.Ready = func() error { return errors.New("address in use") }
