@@ -46,12 +46,13 @@ finish() {
   log "$* : $(docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.1f MB", $1/1e6}')"
 }
 
-# go_binary NAME: a static binary from ./cmd/NAME into its build context.
+# go_binary NAME: a static binary from ./cmd/NAME into its build context. GO_LDFLAGS="" keeps
+# the symbol tables (for perf on the node); the default strips them.
 go_binary() {
   local name="$1" ctx="${IMAGES_DIR}/$1"
   mkdir -p "$ctx"
   log "go build ./cmd/${name} (CGO_ENABLED=0, static)"
-  (cd "${ROOT}" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "${ctx}/${name}" "./cmd/${name}")
+  (cd "${ROOT}" && CGO_ENABLED=0 go build -trimpath -ldflags "${GO_LDFLAGS--s -w}" -o "${ctx}/${name}" "./cmd/${name}")
 }
 
 build_go_image() {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sys/unix"
 	"k8s.io/client-go/rest"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
@@ -328,7 +329,7 @@ func (e *Executor) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("reporting the terminal status: %w", err)
 	}
-	log.Info("Reported", "phase", o.Phase, "reason", o.Reason, "exitCode", term.ExitCode)
+	log.Info("Reported", "phase", o.Phase, "reason", o.Reason, "exitCode", term.ExitCode, "cpu", ownCPU().String())
 	return nil
 }
 
@@ -351,6 +352,11 @@ func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
 		return nil
 	})
 	found := e.bootTime()
+	if st, ok := e.Finder.(interface{ Stats() FindStats }); ok {
+		s := st.Stats()
+		log.Info("Looked for main", "looks", s.Looks, "fullScans", s.FullScans,
+			"fastWaits", s.Fast, "armedWaits", s.Armed, "idleWaits", s.Idle, "initLead", s.InitLead.String())
+	}
 	if err != nil {
 		// Ended before its first look (SIGTERM, or the Pod already says main terminated: a
 		// restarted executor may start just as main exits) is not a failure: the Pod's word
@@ -462,4 +468,15 @@ func withGrace(parent context.Context, grace time.Duration, cut <-chan struct{})
 		stop()
 		cancel()
 	}
+}
+
+// ownCPU is the CPU time this process has used so far (user and system, every thread), zero
+// when unknown: the executor logs it with its report, beside what its container's cgroup also
+// charges it (the runtime's start, the startup probe's execs).
+func ownCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

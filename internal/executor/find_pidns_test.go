@@ -227,8 +227,9 @@ func TestFindWaitsOnTheThreadsOfANewProcess(t *testing.T) {
 	log.await(t, modeIdle, time.Time{}, 5*time.Second)
 
 	spawned := time.Now()
-	helper, _ := startUnmarked(t, helperBin, "-child") // a Go program: several threads; waits for stdin
-	log.await(t, modeFast, spawned, 5*time.Second)
+	// A Go program: several threads (by the time it is first seen, or within a few fast looks);
+	// it waits for stdin.
+	helper, _ := startUnmarked(t, helperBin, "-child")
 	armedAt := log.await(t, modeArmed, spawned, 5*time.Second)
 
 	// Its end ends its threads: the finder looks fast, then idles once it is gone.
@@ -303,10 +304,13 @@ func TestFindCatchesAProcessThatExecsMainSoonAfterAppearing(t *testing.T) {
 		execAfter time.Duration
 		poll      bool
 		idle      time.Duration // IdleInterval
+		fastFor   time.Duration // FastFor
 	}{
-		{"polling, exec after 5ms", 5 * time.Millisecond, true, 0},
-		{"threads, exec after 5ms", 5 * time.Millisecond, false, 0},
-		{"threads, exec after 200ms, idle looks every 50ms", 200 * time.Millisecond, false, 50 * time.Millisecond},
+		{"polling, exec after 5ms", 5 * time.Millisecond, true, 0, 0},
+		{"threads, exec after 5ms", 5 * time.Millisecond, false, 0, 0},
+		{"threads, exec after 200ms, idle looks every 50ms", 200 * time.Millisecond, false, 50 * time.Millisecond, 0},
+		// runc init waits seconds for StartContainer on a busy node: its threads stay watched.
+		{"threads, exec after 300ms, past FastFor (100ms)", 300 * time.Millisecond, false, 50 * time.Millisecond, 100 * time.Millisecond},
 	}
 	// Catching a program that lives 0.3 ms is a matter of scheduling on a busy machine: 97 to 99
 	// in 100 on a loaded 2-core VM, before this finder and with it; looks every 2 ms alone caught
@@ -325,6 +329,7 @@ func TestFindCatchesAProcessThatExecsMainSoonAfterAppearing(t *testing.T) {
 				f := testFinder(marker)
 				f.SlowInterval = time.Hour
 				f.IdleInterval = tt.idle
+				f.FastFor = tt.fastFor
 				f.noThreadPidfds = tt.poll
 				r := runFinder(t, f)
 				r.log.await(t, modeIdle, time.Time{}, 5*time.Second)

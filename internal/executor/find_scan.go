@@ -31,8 +31,13 @@ type scanner struct {
 	children []int
 	gen      uint64
 	scanned  bool
-	// asOwner: see ProcFinder.AsOwner.
-	asOwner bool
+	// scans counts full scans; foundSeen is when the process found was first listed.
+	scans     int
+	foundSeen time.Time
+	// asOwner: see ProcFinder.AsOwner; uid and gid are the executor's own (effective, which
+	// its filesystem IDs follow).
+	asOwner  bool
+	uid, gid int
 }
 
 // proc is what a scanner remembers of a process. Its parent and start time are read once: a
@@ -63,6 +68,7 @@ func newScanner(procRoot, marker string, self, parent int) *scanner {
 	return &scanner{
 		procRoot: procRoot, marker: []byte(marker), self: self, parent: parent,
 		buf: make([]byte, 16*1024), dir: -1, procs: make(map[int]*proc),
+		uid: os.Geteuid(), gid: os.Getegid(),
 	}
 }
 
@@ -87,6 +93,7 @@ func (s *scanner) forget(pid int) {
 // candidate is a marked process whose parent is main's parent.
 type candidate struct {
 	pid, startTicks int
+	seen            time.Time
 }
 
 // scan lists the processes and looks at the environ of each child of Parent.
@@ -96,6 +103,7 @@ func (s *scanner) scan(now time.Time) (pid int, found bool, err error) {
 		return 0, false, err
 	}
 	s.gen++
+	s.scans++
 	s.maxPID = 0
 	s.children = s.children[:0]
 	for _, p := range pids {
@@ -154,12 +162,13 @@ func (s *scanner) check(now time.Time) (pid int, found bool, err error) {
 			continue // a child of main, or a runtime hook running with main's environment
 		}
 		if best == nil || start < best.startTicks || (start == best.startTicks && p < best.pid) {
-			best = &candidate{pid: p, startTicks: start}
+			best = &candidate{pid: p, startTicks: start, seen: pr.seen}
 		}
 	}
 	if best == nil {
 		return 0, false, nil
 	}
+	s.foundSeen = best.seen
 	return best.pid, true, nil
 }
 
@@ -178,21 +187,28 @@ func (s *scanner) isMarkedAt(environ string) bool {
 	return err == nil && hasEnvEntry(env, s.marker)
 }
 
-// readAsOwner reads a process's environ with its owner's filesystem IDs. pid 1 is skipped: in a
-// Pod it is the pause process, never main, and it would cost a thread switch every look.
+// readAsOwner reads a process's environ with its owner's filesystem IDs. The owner is read off
+// /proc/<pid> itself (one stat): the kernel gives it the process's effective IDs while the process
+// is dumpable, and root's otherwise. When those are the executor's own IDs nothing is retried: a
+// runtime init waiting to exec main is not dumpable, so it is refused whatever the IDs, on every
+// look until it execs. pid 1 is skipped: in a Pod it is the pause process, never main.
 func (s *scanner) readAsOwner(environ string) ([]byte, error) {
 	dir := filepath.Dir(environ)
 	pid, err := strconv.Atoi(filepath.Base(dir))
 	if err != nil || pid == 1 {
 		return nil, unix.EACCES
 	}
-	ids, err := ReadIDs(filepath.Dir(dir), pid)
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
 		return nil, err
+	}
+	uid, gid := int(st.Uid), int(st.Gid)
+	if uid == s.uid && gid == s.gid {
+		return nil, unix.EACCES
 	}
 	var env []byte
 	var readErr error
-	if err := withFSIDs(ids.UID, ids.GID, func() { env, readErr = s.readFile(environ) }); err != nil {
+	if err := withFSIDs(uid, gid, func() { env, readErr = s.readFile(environ) }); err != nil {
 		return nil, err
 	}
 	return env, readErr

@@ -385,18 +385,21 @@ func TestFindSettlesAfterAnAllocationItCannotExplain(t *testing.T) {
 		t.Errorf("after threads of listed processes started: mode %v, want idle", got)
 	}
 
-	// A pid nobody listed (a process not yet in /proc, or gone already): full scans for a while.
+	// A pid nobody listed (a process not yet in /proc, or gone already): full scans for a while,
+	// at the idle pace (it can only be main's init, which waits long before it execs main).
 	writeLoadavg(t, pod.root, 10)
-	if got := pod.lookAt(4 * ms); got != modeFast {
-		t.Errorf("after an unexplained pid: mode %v, want fast", got)
+	if got := pod.lookAt(4 * ms); got != modeIdle {
+		t.Errorf("after an unexplained pid: mode %v, want idle", got)
 	}
 	lastFull := pod.w.lastFull
-	pod.lookAt(5 * ms)
+	pod.lookAt(14 * ms)
 	if pod.w.lastFull == lastFull {
 		t.Error("while settling, a look did not scan fully")
 	}
-	if got := pod.lookAt(4*ms + settleFor); got != modeIdle {
-		t.Errorf("settleFor after the unexplained pid: mode %v, want idle", got)
+	lastFull = pod.w.lastFull
+	pod.lookAt(4*ms + settleFor)
+	if pod.w.lastFull != lastFull {
+		t.Error("settleFor after the unexplained pid, a look still scanned fully")
 	}
 }
 
@@ -538,5 +541,35 @@ func TestFindGateTimesOut(t *testing.T) {
 	}
 	if pid, err := f.Find(testCtx(t), appear); err != nil || pid != 9 {
 		t.Fatalf("Find = %d, %v; want pid 9 after the gate timed out", pid, err)
+	}
+}
+
+// Looks slow down once nothing has happened in the Pod for QuietAfter, and speed up again at the
+// next pid allocated.
+func TestFindLooksLessOftenWhenThePodIsQuiet(t *testing.T) {
+	pod := newFakeProcPod(t, MarkerFor("uid-1"), true)
+	pod.w.active = pod.t0
+	steps := []struct {
+		name string
+		at   time.Duration
+		do   func()
+		want time.Duration
+	}{
+		{"at the start", 0, nil, DefaultIdleInterval},
+		{"just before QuietAfter", DefaultQuietAfter - time.Millisecond, nil, DefaultIdleInterval},
+		{"QuietAfter without a new pid", DefaultQuietAfter, nil, DefaultQuietInterval},
+		{"a pid is allocated", DefaultQuietAfter + 10*time.Millisecond, func() { writeLoadavg(t, pod.root, 20) }, DefaultIdleInterval},
+		{"QuietAfter after it", 2*DefaultQuietAfter + 10*time.Millisecond, nil, DefaultQuietInterval},
+	}
+	for _, s := range steps {
+		if s.do != nil {
+			s.do()
+		}
+		if got := pod.lookAt(s.at); got != modeIdle {
+			t.Fatalf("%s: mode %v, want idle", s.name, got)
+		}
+		if got := pod.w.idleWait(pod.t0.Add(s.at)); got != s.want {
+			t.Errorf("%s: the next look in %v, want %v", s.name, got, s.want)
+		}
 	}
 }
