@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
@@ -127,7 +129,7 @@ type cgroupSample struct {
 // runTogether creates n StepRuns of `true` at once and returns each one's create → terminal time
 // (from the first create, as seen by a watch) and their executors' container IDs, once every
 // executor has terminated, so that the poller's last sample of its cgroup is its total.
-func runTogether(ns, prefix string, n int) (took []time.Duration, ids []string) {
+func runTogether(ns, prefix string, n int) (took []time.Duration, ids, pods []string) {
 	runs := make([]*v1alpha1.StepRun, n)
 	for i := range runs {
 		runs[i] = step(fmt.Sprintf("%s-%02d", prefix, i), ns).Command("true").Obj()
@@ -156,8 +158,34 @@ func runTogether(ns, prefix string, n int) (took []time.Duration, ids []string) 
 			g.Expect(cs.State.Terminated).NotTo(BeNil(), "the executor has not terminated yet")
 		}).WithTimeout(2 * time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
 		ids = append(ids, executorContainerID(pod))
+		pods = append(pods, pod.Name)
 	}
-	return took, ids
+	return took, ids, pods
+}
+
+// executorOwnCPU is the CPU time the executor process logged with its report, for each Pod: its
+// own share of what its cgroup is charged (the cgroup also pays the runtime's start of the
+// container and the startup probe's execs).
+func executorOwnCPU(ns string, pods []string) []time.Duration {
+	cs, err := kubernetes.NewForConfig(cfg)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	var cpu []time.Duration
+	for _, pod := range pods {
+		raw, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: executorconfig.ExecutorContainer}).DoRaw(ctx)
+		ExpectWithOffset(1, err).NotTo(HaveOccurred(), "the executor's log of %s", pod)
+		for _, line := range strings.Split(string(raw), "\n") {
+			var entry struct{ Msg, CPU string }
+			if json.Unmarshal([]byte(line), &entry) != nil || entry.Msg != "Reported" {
+				continue
+			}
+			d, err := time.ParseDuration(entry.CPU)
+			ExpectWithOffset(1, err).NotTo(HaveOccurred(), "cpu of %q", line)
+			cpu = append(cpu, d)
+		}
+	}
+	ExpectWithOffset(1, cpu).To(HaveLen(len(pods)), "one Reported line with its CPU per executor")
+	slices.Sort(cpu)
+	return cpu
 }
 
 func mainFinishedAt(pod *corev1.Pod) time.Time {
@@ -206,7 +234,7 @@ var _ = Describe("bench-e2e: the executor's cost on a real node", Label("bench")
 		DeferCleanup(stopPoller)
 
 		var srTimes, podTimes, podMainTimes, exitToReport []time.Duration
-		var executorIDs []string
+		var executorIDs, executorPods []string
 		By(fmt.Sprintf("running %d StepRuns and %d bare Pods of `true`, one after another, alternating", benchN, benchN))
 		for i := range benchN {
 			sr := step(fmt.Sprintf("sr-%02d", i), ns).Command("true").Obj()
@@ -222,6 +250,7 @@ var _ = Describe("bench-e2e: the executor's cost on a real node", Label("bench")
 			// over-stated by up to 1 s (0.5 s on average); the uptime runs below are exact.
 			exitToReport = append(exitToReport, seen.Sub(mainFinishedAt(pod)))
 			executorIDs = append(executorIDs, executorContainerID(pod))
+			executorPods = append(executorPods, pod.Name)
 
 			bare := &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%02d", i), Namespace: ns},
@@ -248,9 +277,9 @@ var _ = Describe("bench-e2e: the executor's cost on a real node", Label("bench")
 		}
 		// The executor's CPU while Pods start together: it watches /proc for main from its start.
 		By("running 6 StepRuns of `true` created together")
-		took6, ids6 := runTogether(ns, "six", 6)
+		took6, ids6, pods6 := runTogether(ns, "six", 6)
 		By("running 20 StepRuns of `true` created together")
-		took20, ids20 := runTogether(ns, "twenty", 20)
+		took20, ids20, pods20 := runTogether(ns, "twenty", 20)
 		stopPoller()
 		GinkgoWriter.Printf("cgroup poller: %s", pollErr.String())
 
@@ -286,6 +315,7 @@ var _ = Describe("bench-e2e: the executor's cost on a real node", Label("bench")
 			return cpu
 		}
 		cpu1, cpu6, cpu20 := cpuOf(executorIDs), cpuOf(ids6), cpuOf(ids20)
+		own1, own6, own20 := executorOwnCPU(ns, executorPods), executorOwnCPU(ns, pods6), executorOwnCPU(ns, pods20)
 
 		By(fmt.Sprintf("timing main's exit to the terminal status exactly: %d StepRuns stamping /proc/uptime as they exit", benchN))
 		// Three clocks agree here: main stamps CLOCK_BOOTTIME (/proc/uptime, 10 ms resolution)
@@ -350,6 +380,9 @@ var _ = Describe("bench-e2e: the executor's cost on a real node", Label("bench")
 		row("executor CPU per step (cgroup), one at a time", cpu1)
 		row("executor CPU per step (cgroup), 6 together", cpu6)
 		row("executor CPU per step (cgroup), 20 together", cpu20)
+		row("  of which the executor process (its log), one at a time", own1)
+		row("  of which the executor process (its log), 6 together", own6)
+		row("  of which the executor process (its log), 20 together", own20)
 		Expect(tw.Flush()).To(Succeed())
 		fmt.Fprintf(&b, "(memory: %d of %d executors sampled; CPU: %d of %d, %d of %d and %d of %d)\n",
 			len(mem), len(executorIDs), len(cpu1), len(executorIDs), len(cpu6), len(ids6), len(cpu20), len(ids20))
