@@ -259,3 +259,37 @@ func TestPodWatcherPodNotFound(t *testing.T) {
 		t.Errorf("MainTerminated error = %v, want ErrPodGone", err)
 	}
 }
+
+// The executor decodes only the fields it reads; what it makes of a whole Pod must not change.
+func TestDecodePodKeepsWhatTheExecutorReads(t *testing.T) {
+	full := pod("42", terminated(3, "Error"), func(p *corev1.Pod) {
+		p.CreationTimestamp = metav1.NewTime(t0.Add(-time.Minute))
+		p.DeletionTimestamp = new(metav1.NewTime(t1))
+		p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
+		p.Spec.ActiveDeadlineSeconds = new(int64(30))
+		p.Spec.Containers = []corev1.Container{{Name: "main", Image: "busybox", Env: []corev1.EnvVar{{Name: "A", Value: "b"}}}}
+		p.Status.StartTime = new(metav1.NewTime(t0))
+		p.Status.Reason = "DeadlineExceeded"
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue,
+			LastTransitionTime: metav1.NewTime(t0.Add(-30 * time.Second))}}
+		p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: executorconfig.ExecutorContainer, RestartCount: 2}}
+		p.Status.ContainerStatuses = p.Status.ContainerStatuses[1:]
+	})
+	raw, err := json.Marshal(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodePod(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(MainStateOf(&full), MainStateOf(got)); diff != "" {
+		t.Errorf("main's state from the decoded Pod (-whole +decoded):\n%s", diff)
+	}
+	if got.ResourceVersion != "42" || got.DeletionTimestamp == nil || !got.DeletionTimestamp.Equal(full.DeletionTimestamp) {
+		t.Errorf("resourceVersion %q, deletionTimestamp %v; want 42, %v", got.ResourceVersion, got.DeletionTimestamp, full.DeletionTimestamp)
+	}
+	if st := MainStateOf(got); st.Terminated == nil || st.Terminated.DeadlineAt.IsZero() || st.ExecutorRestarts != 2 {
+		t.Errorf("decoded state %+v: want main terminated with its deadline, 2 executor restarts", st)
+	}
+}
