@@ -318,8 +318,8 @@ func (e *Executor) Run(ctx context.Context) error {
 	}
 
 	o := Decide(term, collected, result, measured)
-	// A Running report still being tried is stale now; stop it before the terminal one (the
-	// resourceVersion guard orders them on the server even if it was in flight).
+	// A Running report still being tried is stale now; stop it before the terminal one (should
+	// it still reach the server after it, the schema refuses to change a terminal phase).
 	cancelRunning()
 	<-runningDone
 	if err := e.Reporter.ReportTerminal(work, o); err != nil {
