@@ -49,7 +49,7 @@ func runAll(runs []*v1alpha1.StepRun, inFlight int, timeout time.Duration) []*v1
 	return done
 }
 
-var _ = Describe("3: fast mains", func() {
+var _ = Describe("fast mains", func() {
 	many := func(ns, prefix string, build func(name string) *v1alpha1.StepRun) []*v1alpha1.StepRun {
 		runs := make([]*v1alpha1.StepRun, fastRuns)
 		for i := range runs {

@@ -22,7 +22,7 @@ func managerPods() []corev1.Pod {
 }
 
 // Serial: it takes the operator away for a while, which no other case should see.
-var _ = Describe("10: the manager restarted while StepRuns run", Serial, func() {
+var _ = Describe("the manager restarted while StepRuns run", Serial, func() {
 	It("ends every StepRun, with exactly one Pod each", func() {
 		ns := newNamespace("restart", nil)
 		const n = 10

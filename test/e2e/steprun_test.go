@@ -36,7 +36,7 @@ func condition(sr *v1alpha1.StepRun, t string) *metav1.Condition {
 }
 
 var _ = Describe("A StepRun on a real kubelet", func() {
-	It("1: writes an output file and prints to stdout: Succeeded, exit 0, output and result", func() {
+	It("writes an output file and prints to stdout: Succeeded, exit 0, output and result", func() {
 		ns := newNamespace("output", nil)
 		sr := create(shell(step("hello", ns), `echo "hello from main"; printf world > /pnsflow/outputs/greeting`).
 			Output("greeting", "/pnsflow/outputs/greeting", nil).Obj())
@@ -55,7 +55,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 		Expect(podsOf(got)).To(HaveLen(1))
 	})
 
-	It("2: a main exiting 3 ends Failed with exit code 3", func() {
+	It("a main exiting 3 ends Failed with exit code 3", func() {
 		ns := newNamespace("exit3", nil)
 		sr := create(shell(step("three", ns), "exit 3").Obj())
 		got := terminal(sr, runTimeout)
@@ -65,7 +65,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 		Expect(meta.IsStatusConditionFalse(got.Status.Conditions, v1alpha1.ConditionSucceeded)).To(BeTrue())
 	})
 
-	It("4: runs the image's entrypoint and CMD untouched when no command is given", func() {
+	It("runs the image's entrypoint and CMD untouched when no command is given", func() {
 		ns := newNamespace("entrypoint", nil)
 		// localhost/pnsflow-entrypoint:test (hack/images/entrypoint.Dockerfile): ENTRYPOINT
 		// ["/bin/sh", "/usr/local/bin/entrypoint.sh"], CMD ["default-arg"]; the script prints
@@ -82,7 +82,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 		Expect(pod[0].Spec.Containers[0].Args).To(BeEmpty())
 	})
 
-	Describe("5: privileges", func() {
+	Describe("privileges", func() {
 		// main writes one output under /pnsflow/outputs and one on an emptyDir of its own, which
 		// the executor reads from its own mount of that volume after main has exited.
 		const script = `printf "$(id -u):$(id -g)" > /pnsflow/outputs/ids; printf on-volume > /data/v`
@@ -142,7 +142,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 		})
 	})
 
-	It("6: writes stdin to main", func() {
+	It("writes stdin to main", func() {
 		ns := newNamespace("stdin", nil)
 		const in = "first line\nsecond line: 42\n"
 		sr := create(shell(step("stdin", ns), `cat > /pnsflow/outputs/in; echo "read $(wc -l < /pnsflow/outputs/in) lines"`).
@@ -153,7 +153,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 		Expect(result(got)).To(ContainSubstring("read 2 lines"))
 	})
 
-	It("7: passes env, envFrom, volumeMounts, resources and securityContext to main", func() {
+	It("passes env, envFrom, volumeMounts, resources and securityContext to main", func() {
 		ns := newNamespace("passthrough", nil)
 		Expect(k8s.Create(ctx, &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: ns},
@@ -210,7 +210,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 		}))
 	})
 
-	It("8: ends Error/ImagePullFailed in bounded time for an image that does not exist", func() {
+	It("ends Error/ImagePullFailed in bounded time for an image that does not exist", func() {
 		ns := newNamespace("image", nil)
 		// IfNotPresent: kubelet tries to pull, fails (no such registry), backs off; the
 		// controller gives up after --image-pull-grace (60 s by default).
@@ -235,7 +235,7 @@ var _ = Describe("A StepRun on a real kubelet", func() {
 		AddReportEntry("ImagePullFailed (pull policy IfNotPresent) after", took.String())
 	})
 
-	Describe("9: losing the Pod or the executor mid-run", func() {
+	Describe("losing the Pod or the executor mid-run", func() {
 		It("ends Error/PodDeleted when the Pod is deleted while main runs", func() {
 			ns := newNamespace("poddeleted", nil)
 			sr := create(shell(step("deleted", ns), "sleep 300").Obj())
@@ -327,7 +327,7 @@ done`)
 		})
 	})
 
-	It("11: kubectl get stepruns shows NAME PHASE EXIT POD DURATION AGE with sensible values", func() {
+	It("kubectl get stepruns shows NAME PHASE EXIT POD DURATION AGE with sensible values", func() {
 		ns := newNamespace("columns", nil)
 		sr := create(shell(step("columns", ns), "sleep 1").Obj())
 		got := terminal(sr, runTimeout)
