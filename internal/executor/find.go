@@ -188,8 +188,8 @@ func (f *ProcFinder) Find(ctx context.Context, firstScan func() error) (int, err
 			}
 		}
 		if found {
-			if seen := w.s.foundSeen; seen.Before(now) {
-				f.stats.InitLead = now.Sub(seen)
+			if pr := w.s.procs[pid]; pr != nil && pr.seen.Before(now) {
+				f.stats.InitLead = now.Sub(pr.seen)
 			}
 			return pid, nil
 		}

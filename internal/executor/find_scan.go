@@ -31,9 +31,8 @@ type scanner struct {
 	children []int
 	gen      uint64
 	scanned  bool
-	// scans counts full scans; foundSeen is when the process found was first listed.
-	scans     int
-	foundSeen time.Time
+	// scans counts full scans.
+	scans int
 	// asOwner: see ProcFinder.AsOwner; uid and gid are the executor's own (effective, which
 	// its filesystem IDs follow).
 	asOwner  bool
@@ -93,7 +92,6 @@ func (s *scanner) forget(pid int) {
 // candidate is a marked process whose parent is main's parent.
 type candidate struct {
 	pid, startTicks int
-	seen            time.Time
 }
 
 // scan lists the processes and looks at the environ of each child of Parent.
@@ -162,13 +160,12 @@ func (s *scanner) check(now time.Time) (pid int, found bool, err error) {
 			continue // a child of main, or a runtime hook running with main's environment
 		}
 		if best == nil || start < best.startTicks || (start == best.startTicks && p < best.pid) {
-			best = &candidate{pid: p, startTicks: start, seen: pr.seen}
+			best = &candidate{pid: p, startTicks: start}
 		}
 	}
 	if best == nil {
 		return 0, false, nil
 	}
-	s.foundSeen = best.seen
 	return best.pid, true, nil
 }
 
