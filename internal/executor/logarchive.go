@@ -112,6 +112,8 @@ func (a *LogArchiver) copyLog(ctx context.Context, w io.Writer) error {
 	}
 	log := logr.FromContextOrDiscard(ctx)
 	var last lastLine
+	// afterMain: the follow began once main was known to have ended, so it read the whole file.
+	afterMain := false
 	for failures := 0; ; {
 		var since *metav1.Time
 		if t := last.time(); !t.IsZero() {
@@ -121,8 +123,13 @@ func (a *LogArchiver) copyLog(ctx context.Context, w io.Writer) error {
 		switch {
 		case errors.Is(err, errUploadStopped), ctx.Err() != nil:
 			return err
-		case err == nil && a.ended(ctx, backoff):
+		case err == nil && afterMain:
 			return nil
+		case err == nil && a.ended(ctx, backoff):
+			// The kubelet ends a follow as soon as it sees main exited, which can be before the
+			// runtime has written main's last lines to the file: one more read takes them.
+			afterMain = true
+			continue
 		case err != nil:
 			if failures++; failures > retries {
 				return fmt.Errorf("following main's log: %w", err)
@@ -148,19 +155,63 @@ func (a *LogArchiver) ended(ctx context.Context, wait time.Duration) bool {
 
 // lastLine is the timestamp of the last line stored, kept as the kubelet wrote it and parsed
 // only when a follow is resumed: most logs are never resumed, and parsing millions of
-// timestamps would cost the executor seconds of CPU.
-type lastLine struct{ raw []byte }
+// timestamps would cost the executor seconds of CPU. Lines written fast can share a timestamp,
+// so it also counts the lines stored with exactly this one.
+type lastLine struct {
+	raw  []byte
+	same int
+}
 
-func (l *lastLine) set(ts []byte) { l.raw = append(l.raw[:0], ts...) }
+func (l *lastLine) set(ts []byte) {
+	if bytes.Equal(l.raw, ts) {
+		l.same++
+		return
+	}
+	l.raw, l.same = append(l.raw[:0], ts...), 1
+}
 
 func (l *lastLine) time() time.Time {
 	t, _ := time.Parse(time.RFC3339Nano, string(l.raw))
 	return t
 }
 
+// replay tells, line by line, which lines of a resumed follow were stored already: those before
+// the last line's time, and as many at that time as were stored.
+type replay struct {
+	on    bool
+	after time.Time
+	same  int
+}
+
+func newReplay(resumed bool, last *lastLine) replay {
+	if !resumed {
+		return replay{}
+	}
+	return replay{on: true, after: last.time(), same: last.same}
+}
+
+// stored reports whether the line stamped ts was stored before; once a line is new, all are.
+func (r *replay) stored(ts []byte) bool {
+	if !r.on {
+		return false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(ts))
+	switch {
+	case err != nil || t.After(r.after):
+		r.on = false
+	case t.Equal(r.after):
+		if r.same == 0 {
+			r.on = false
+		} else {
+			r.same--
+		}
+	}
+	return r.on
+}
+
 // followOnce copies one follow stream and advances *last. A resumed follow (since set) starts at
-// the second of the last line stored, which the API cannot say more finely: its lines up to
-// *last are skipped, until the first line after it.
+// the second of the last line stored, which the API cannot say more finely: the lines stored
+// already are skipped.
 func (a *LogArchiver) followOnce(ctx context.Context, since *metav1.Time, w io.Writer, last *lastLine) error {
 	stream, err := a.Logs.Follow(ctx, since)
 	if err != nil {
@@ -168,22 +219,14 @@ func (a *LogArchiver) followOnce(ctx context.Context, since *metav1.Time, w io.W
 	}
 	defer stream.Close()
 	r := bufio.NewReaderSize(stream, 64*1024)
-	atLineStart, replaying, skipping := true, since != nil, false
-	var after time.Time
-	if replaying {
-		after = last.time()
-	}
+	seen := newReplay(since != nil, last)
+	atLineStart, skipping := true, false
 	for {
 		raw, err := r.ReadSlice('\n')
 		if chunk := raw; len(chunk) > 0 {
 			if atLineStart {
 				if ts, rest, ok := splitTimestamp(chunk); ok {
-					if replaying {
-						t, err := time.Parse(time.RFC3339Nano, string(ts))
-						replaying = err == nil && !t.After(after)
-					}
-					skipping = replaying
-					if !skipping {
+					if skipping = seen.stored(ts); !skipping {
 						last.set(ts)
 					}
 					chunk = rest

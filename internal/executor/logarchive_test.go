@@ -67,7 +67,9 @@ func archiver(f LogFollower, up Uploader, mainDone bool) *LogArchiver {
 }
 
 func TestArchivedLogIsTheLogWithoutTimestamps(t *testing.T) {
-	f := &scriptedFollower{streams: []followStream{{text: line(0, "one") + line(1, "two words") + line(2, "")}}}
+	text := line(0, "one") + line(1, "two words") + line(2, "")
+	// Once main has ended, the log is read once more from its last line's second: all of it here.
+	f := &scriptedFollower{streams: []followStream{{text: text}, {text: text}}}
 	up := &recordingUploader{}
 	got := archiver(f, up, true).Archive(context.Background())
 	if got.Failure != nil {
@@ -75,6 +77,9 @@ func TestArchivedLogIsTheLogWithoutTimestamps(t *testing.T) {
 	}
 	if stored := string(up.objects["ns/run/main-logs"]); stored != "one\ntwo words\n\n" {
 		t.Errorf("stored %q", stored)
+	}
+	if len(f.since) != 2 || !f.since[1].Time.Equal(logT0.Add(2*time.Millisecond)) {
+		t.Errorf("follows since %v, want from the start, then from the last line's time", f.since)
 	}
 	if got.Result != "one\ntwo words\n\n" {
 		t.Errorf("result %q", got.Result)
@@ -93,6 +98,7 @@ func TestABrokenFollowResumesWithoutLosingOrRepeatingLines(t *testing.T) {
 		{text: line(100, "a") + line(1200, "b"), err: errors.New("connection reset by peer")},
 		// Resumed from the second of "b": the API sends "b" again, then what came after.
 		{text: line(1200, "b") + line(1900, "c") + line(2500, "d")},
+		{text: line(2500, "d")},
 	}}
 	up := &recordingUploader{}
 	got := archiver(f, up, true).Archive(context.Background())
@@ -102,13 +108,44 @@ func TestABrokenFollowResumesWithoutLosingOrRepeatingLines(t *testing.T) {
 	if stored := string(up.objects["ns/run/main-logs"]); stored != "a\nb\nc\nd\n" {
 		t.Errorf("stored %q, want every line once", stored)
 	}
-	if len(f.since) != 2 || f.since[0] != nil || !f.since[1].Time.Equal(logT0.Add(1200*time.Millisecond)) {
+	if len(f.since) != 3 || f.since[0] != nil || !f.since[1].Time.Equal(logT0.Add(1200*time.Millisecond)) {
 		t.Errorf("follows since %v, want from the start, then from b's time", f.since)
 	}
 }
 
+func TestLinesWrittenAfterTheKubeletEndedTheFollowAreArchived(t *testing.T) {
+	// The kubelet saw main exited before the runtime wrote "c" and "d" to the file.
+	f := &scriptedFollower{streams: []followStream{
+		{text: line(100, "a") + line(1200, "b")},
+		{text: line(1200, "b") + line(1300, "c") + line(2100, "d")},
+	}}
+	up := &recordingUploader{}
+	if got := archiver(f, up, true).Archive(context.Background()); got.Failure != nil || got.Result != "a\nb\nc\nd\n" {
+		t.Fatalf("got %+v", got)
+	}
+	if stored := string(up.objects["ns/run/main-logs"]); stored != "a\nb\nc\nd\n" {
+		t.Errorf("stored %q, want every line once", stored)
+	}
+}
+
+func TestAResumedFollowKeepsLinesThatShareTheLastStoredLinesTime(t *testing.T) {
+	f := &scriptedFollower{streams: []followStream{
+		{text: line(5, "a") + line(7, "b") + line(7, "c"), err: errors.New("unexpected EOF")},
+		{text: line(5, "a") + line(7, "b") + line(7, "c") + line(7, "d") + line(7, "e") + line(9, "f")},
+		{text: line(9, "f")},
+	}}
+	up := &recordingUploader{}
+	if got := archiver(f, up, true).Archive(context.Background()); got.Failure != nil {
+		t.Fatalf("failure: %+v", got.Failure)
+	}
+	if stored := string(up.objects["ns/run/main-logs"]); stored != "a\nb\nc\nd\ne\nf\n" {
+		t.Errorf("stored %q, want every line once", stored)
+	}
+}
+
 func TestAFollowEndingWhileMainRunsIsResumed(t *testing.T) {
-	f := &scriptedFollower{streams: []followStream{{text: line(0, "first")}, {text: line(0, "first") + line(5, "second")}}}
+	both := line(0, "first") + line(5, "second")
+	f := &scriptedFollower{streams: []followStream{{text: line(0, "first")}, {text: both}, {text: both}}}
 	up := &recordingUploader{}
 	a := archiver(f, up, false)
 	calls := 0
@@ -133,7 +170,7 @@ func TestLongLinesAndLargeLogsStayWholeAndTheResultIsTheTail(t *testing.T) {
 	for i := range 100000 {
 		b.WriteString(line(1+i/1000, fmt.Sprintf("line %d", i)))
 	}
-	f := &scriptedFollower{streams: []followStream{{text: b.String()}}}
+	f := &scriptedFollower{streams: []followStream{{text: b.String()}, {text: b.String()}}}
 	up := &recordingUploader{}
 	got := archiver(f, up, true).Archive(context.Background())
 	if got.Failure != nil {
@@ -158,7 +195,7 @@ func TestALogThatCannotBeFollowedFailsTheRunAsAnUnstoredArtifact(t *testing.T) {
 		t.Errorf("got %+v, want Error/ArtifactUploadFailed with the cause", got)
 	}
 	up := &recordingUploader{err: errors.New("repository down")}
-	got = archiver(&scriptedFollower{streams: []followStream{{text: line(0, "x")}}}, up, true).Archive(context.Background())
+	got = archiver(&scriptedFollower{streams: []followStream{{text: line(0, "x")}, {text: line(0, "x")}}}, up, true).Archive(context.Background())
 	if got.Failure == nil || !strings.Contains(got.Failure.Message, "repository down") {
 		t.Errorf("a failed upload: got %+v", got)
 	}
