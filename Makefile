@@ -122,6 +122,9 @@ undeploy: ## Remove what deploy installed.
 # `make quickstart`. Everything built or started lives under bin/; see hack/kind/*.sh for the why.
 
 KIND_CLUSTER_NAME  ?= pnsflow
+# Worker nodes beside the control plane: 0 is one node running everything (quickest to start);
+# CI uses 2. Changing it needs KIND_RECREATE=1 on an existing cluster.
+KIND_WORKERS       ?= 0
 # Test images, built from Debian's busybox-static; SAMPLE_BUSYBOX_IMG is what config/samples uses.
 BUSYBOX_IMG        ?= localhost/pnsflow-busybox:test
 SAMPLE_BUSYBOX_IMG ?= busybox:1.36
@@ -132,7 +135,7 @@ SEAWEEDFS_IMG      ?= localhost/pnsflow-seaweedfs:dev
 KIND_IMAGES         = $(IMG) $(EXECUTOR_IMG) $(BUSYBOX_IMG) $(SAMPLE_BUSYBOX_IMG) $(ENTRYPOINT_IMG) $(NONROOT_IMG) $(SEAWEEDFS_IMG)
 # The kubectl quickstart uses: $(KUBECTL) when installed, else one built from source into bin/k8s.
 QUICKSTART_KUBECTL  = $(shell command -v $(KUBECTL) 2>/dev/null || hack/envtest-assets.sh kubectl | sed 's|$$|/kubectl|')
-KIND_ENV            = KUBE_VERSION=$(KUBE_VERSION) KIND_CLUSTER_NAME=$(KIND_CLUSTER_NAME) IMG=$(IMG) \
+KIND_ENV            = KUBE_VERSION=$(KUBE_VERSION) KIND_CLUSTER_NAME=$(KIND_CLUSTER_NAME) KIND_WORKERS=$(KIND_WORKERS) IMG=$(IMG) \
                       EXECUTOR_IMG=$(EXECUTOR_IMG) BUSYBOX_IMG=$(BUSYBOX_IMG) \
                       SAMPLE_BUSYBOX_IMG=$(SAMPLE_BUSYBOX_IMG) ENTRYPOINT_IMG=$(ENTRYPOINT_IMG) NONROOT_IMG=$(NONROOT_IMG) \
                       SEAWEEDFS_IMG=$(SEAWEEDFS_IMG)

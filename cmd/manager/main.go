@@ -25,6 +25,9 @@ func main() {
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "Address the health and readiness probes bind to.")
 	flag.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader so only one manager acts at a time.")
 	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader lease (needed outside a cluster).")
+	flag.DurationVar(&o.Lease.Duration, "leader-elect-lease-duration", o.Lease.Duration, "How long the leader lease lasts after its last renewal: a vanished leader's standby takes over after it.")
+	flag.DurationVar(&o.Lease.RenewDeadline, "leader-elect-renew-deadline", o.Lease.RenewDeadline, "How long the leader keeps trying to renew before it gives the lease up and exits.")
+	flag.DurationVar(&o.Lease.RetryPeriod, "leader-elect-retry-period", o.Lease.RetryPeriod, "How often a standby tries to take the lease, and the leader to renew it.")
 	// The API server's priority and fairness protects it; a low client-side limit (Argo's
 	// qps 20) is what makes wide fan-outs slow.
 	flag.Float64Var(&qps, "kube-api-qps", float64(o.QPS), "Client-side limit on requests per second to the API server.")

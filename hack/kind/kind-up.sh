@@ -4,6 +4,11 @@
 #   hack/kind/kind-up.sh            # idempotent: an existing cluster is kept
 #   KIND_RECREATE=1 hack/kind/kind-up.sh
 #   KIND_PROXY_MODE=nftables KIND_RECREATE=1 hack/kind/kind-up.sh
+#   KIND_WORKERS=2 KIND_RECREATE=1 hack/kind/kind-up.sh   # 1 control plane + 2 workers (as CI)
+#
+# KIND_WORKERS (default 0: one node that runs everything, the quickest to start) adds worker
+# nodes from the same node image, labelled pnsflow.dev/worker=w1, w2, ...; the control plane then
+# keeps its NoSchedule taint, so Pods run on the workers.
 #
 # Steps, each detecting first and changing nothing it does not need to:
 #   1. a Docker daemon (hack/kind/docker.sh up: Debian's docker.io, started by hand, runc wrapper
@@ -13,7 +18,8 @@
 #      missing paths: /sys/fs/cgroup/hugetlb/kubelet.slice" without them;
 #   3. the node image (hack/kind/node-image.sh: kindest/node if present or pullable, else built);
 #   4. `kind create cluster` with a config written to bin/kind/kind-config.yaml;
-#   5. a check that a Pod reaches the API server through the kubernetes Service (10.96.0.1), i.e.
+#   5. with workers, each node's Pod subnet and routes to the others' (hack/kind/network.sh);
+#   6. a check that a Pod reaches the API server through the kubernetes Service (10.96.0.1), i.e.
 #      that kube-proxy works (hack/kind/verify.sh).
 set -euo pipefail
 SCRIPT_NAME=kind-up
@@ -24,6 +30,8 @@ KIND_CONFIG="${KIND_DIR}/kind-config.yaml"
 KIND_WAIT="${KIND_WAIT:-180s}"
 # kube-proxy's mode; the local kube-proxy image carries the tools for both.
 KIND_PROXY_MODE="${KIND_PROXY_MODE:-iptables}"
+KIND_WORKERS="${KIND_WORKERS:-0}"
+[[ "$KIND_WORKERS" =~ ^[0-9]+$ ]] || die "KIND_WORKERS must be a number of worker nodes, not ${KIND_WORKERS}"
 
 # The v1 hierarchies kubelet's cgroup manager insists on; "net_cls,net_prio" is one co-mount.
 # shellcheck disable=SC2054 # "net_cls,net_prio" is one element: a co-mounted pair
@@ -76,14 +84,20 @@ write_kind_config() {
       echo "  disableDefaultCNI: true"
     fi
     echo "nodes:"
-    echo "- role: control-plane"
-    # The runc wrapper runs every container: it drops CAP_SYS_RESOURCE where the host lacks it
-    # and injects the faults a Pod asks for (fault.pnsflow.dev/* annotations, passed through by
-    # containerd into each container's spec); otherwise it only execs runc.
-    echo "  extraMounts:"
-    echo "  - hostPath: ${RUNC_WRAPPER}"
-    echo "    containerPath: /usr/local/sbin/pnsflow-runc"
-    echo "    readOnly: true"
+    local i role labels
+    for ((i = 0; i <= KIND_WORKERS; i++)); do
+      role=worker labels="    pnsflow.dev/worker: w${i}"
+      [ "$i" -gt 0 ] || role=control-plane labels=""
+      echo "- role: ${role}"
+      [ -z "$labels" ] || printf '  labels:\n%s\n' "$labels"
+      # The runc wrapper runs every container: it drops CAP_SYS_RESOURCE where the host lacks it
+      # and injects the faults a Pod asks for (fault.pnsflow.dev/* annotations, passed through by
+      # containerd into each container's spec); otherwise it only execs runc.
+      echo "  extraMounts:"
+      echo "  - hostPath: ${RUNC_WRAPPER}"
+      echo "    containerPath: /usr/local/sbin/pnsflow-runc"
+      echo "    readOnly: true"
+    done
     echo "containerdConfigPatches:"
     echo "- |-"
     if [ "$lacks_cap" = 1 ]; then
@@ -105,6 +119,11 @@ write_kind_config() {
       echo "- |"
       echo "  kind: InitConfiguration"
       echo "  skipPhases: [preflight, addon/coredns]"
+      if [ "$KIND_WORKERS" -gt 0 ]; then
+        echo "- |"
+        echo "  kind: JoinConfiguration"
+        echo "  skipPhases: [preflight]"
+      fi
     fi
     if [ "$v1" = 1 ]; then
       echo "# cgroup v1 host: kubelet >= 1.35 refuses to start on v1 unless told"
@@ -113,13 +132,39 @@ write_kind_config() {
       echo "  failCgroupV1: false"
     fi
   } >"$KIND_CONFIG"
-  log "kind config: ${KIND_CONFIG} (CAP_SYS_RESOURCE missing: ${lacks_cap}, cgroup v1: ${v1}, local image: ${local_image})"
+  log "kind config: ${KIND_CONFIG} (workers: ${KIND_WORKERS}, CAP_SYS_RESOURCE missing: ${lacks_cap}, cgroup v1: ${v1}, local image: ${local_image})"
 }
 
-cluster_running() {
-  local state
-  state="$(docker inspect -f '{{.State.Running}}' "${KIND_CLUSTER_NAME}-control-plane" 2>/dev/null || true)"
-  [ "$state" = true ]
+# stopped_nodes prints the cluster's node containers that are not running.
+stopped_nodes() {
+  local node
+  for node in $(kind_cmd get nodes --name "${KIND_CLUSTER_NAME}" 2>/dev/null); do
+    [ "$(docker inspect -f '{{.State.Running}}' "$node" 2>/dev/null || true)" = true ] || echo "$node"
+  done
+}
+
+# connect_nodes sets up Pod networking across nodes; only the local image lacks kindnet for it.
+connect_nodes() {
+  [ "$(docker inspect -f '{{.Config.Image}}' "${KIND_CLUSTER_NAME}-control-plane")" = "${LOCAL_NODE_IMAGE}" ] || return 0
+  "${ROOT}/hack/kind/network.sh"
+}
+
+# keep_cluster brings an existing cluster's stopped nodes back and checks it.
+keep_cluster() {
+  local stopped have
+  stopped="$(stopped_nodes)"
+  if [ -n "$stopped" ]; then
+    log "cluster ${KIND_CLUSTER_NAME} exists but nodes are stopped; starting them"
+    # shellcheck disable=SC2086 # one word per node
+    run docker start $stopped >/dev/null
+  else
+    log "cluster ${KIND_CLUSTER_NAME} exists and runs; keeping it (KIND_RECREATE=1 to rebuild)"
+  fi
+  have="$(kind_cmd get nodes --name "${KIND_CLUSTER_NAME}" | grep -c -- '-worker' || true)"
+  [ "$have" = "$KIND_WORKERS" ] || log "WARNING: the cluster has ${have} workers, not KIND_WORKERS=${KIND_WORKERS} (KIND_RECREATE=1 to rebuild)"
+  run kind_cmd export kubeconfig --name "${KIND_CLUSTER_NAME}"
+  connect_nodes
+  "${ROOT}/hack/kind/verify.sh"
 }
 
 main() {
@@ -131,16 +176,8 @@ main() {
     if [ "${KIND_RECREATE:-0}" = 1 ]; then
       log "KIND_RECREATE=1: deleting cluster ${KIND_CLUSTER_NAME}"
       run kind_cmd delete cluster --name "${KIND_CLUSTER_NAME}"
-    elif cluster_running; then
-      log "cluster ${KIND_CLUSTER_NAME} exists and runs; keeping it (KIND_RECREATE=1 to rebuild)"
-      run kind_cmd export kubeconfig --name "${KIND_CLUSTER_NAME}"
-      "${ROOT}/hack/kind/verify.sh"
-      return 0
     else
-      log "cluster ${KIND_CLUSTER_NAME} exists but its node is stopped; starting it"
-      run docker start "${KIND_CLUSTER_NAME}-control-plane" >/dev/null
-      run kind_cmd export kubeconfig --name "${KIND_CLUSTER_NAME}"
-      "${ROOT}/hack/kind/verify.sh"
+      keep_cluster
       return 0
     fi
   fi
@@ -151,6 +188,7 @@ main() {
   write_kind_config "$image" "$local_image"
   timed "kind create cluster" run kind_cmd create cluster --name "${KIND_CLUSTER_NAME}" \
     --image "$image" --config "$KIND_CONFIG" --wait "${KIND_WAIT}"
+  connect_nodes
   "${ROOT}/hack/kind/verify.sh"
 }
 

@@ -193,8 +193,6 @@ func TestGateWaitEnds(t *testing.T) {
 func TestReadinessCheck(t *testing.T) {
 	closedGate := newAPIGate(logr.Discard(), nil, nil)
 	closedGate.close(errors.New("refused"))
-	elected := make(chan struct{})
-	close(elected)
 	cases := []struct {
 		name    string
 		r       *readiness
@@ -204,10 +202,8 @@ func TestReadinessCheck(t *testing.T) {
 	}{
 		{"starting", &readiness{}, false, false, "starting"},
 		{"API server unreachable", &readiness{gate: closedGate}, true, true, "unreachable"},
-		{"leading, not synced", &readiness{elected: elected}, true, false, "not synced"},
-		{"leading, synced", &readiness{elected: elected}, true, true, ""},
-		{"standing by for the lease", &readiness{leaderElect: true, elected: make(chan struct{})}, true, false, ""},
-		{"elected, not synced", &readiness{leaderElect: true, elected: elected}, true, false, "not synced"},
+		{"started, not synced (leading or standing by)", &readiness{}, true, false, "not synced"},
+		{"started and synced (leading or standing by)", &readiness{}, true, true, ""},
 	}
 	for _, tc := range cases {
 		tc.r.started.Store(tc.started)
@@ -215,6 +211,26 @@ func TestReadinessCheck(t *testing.T) {
 		err := tc.r.check(nil)
 		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("%s: check() = %v, want %q", tc.name, err, tc.wantErr)
+		}
+	}
+}
+
+func TestLeaseTimingsMustLeaveTheLeaderTimeToRenew(t *testing.T) {
+	cases := []struct {
+		name  string
+		lease Lease
+		ok    bool
+	}{
+		{"the defaults", DefaultOptions().Lease, true},
+		{"client-go's", Lease{Duration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}, true},
+		{"renew deadline as long as the lease", Lease{Duration: 10 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}, false},
+		{"renew deadline inside the retry period's jitter", Lease{Duration: 10 * time.Second, RenewDeadline: 2200 * time.Millisecond, RetryPeriod: 2 * time.Second}, false},
+		{"no retry period", Lease{Duration: 10 * time.Second, RenewDeadline: 7 * time.Second}, false},
+	}
+	for _, tc := range cases {
+		err := tc.lease.check()
+		if tc.ok != (err == nil) || err != nil && !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("%s: check() = %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -53,6 +54,15 @@ const (
 	// DefaultWorkflowRunWorkers WorkflowRuns are reconciled in parallel; each fans its
 	// creates out concurrently (workflowrun.DefaultCreateConcurrency).
 	DefaultWorkflowRunWorkers = 4
+	// The leader lease. A leader that stops cleanly releases it, and a standby takes over within
+	// a retry period; one that vanishes (its node lost) holds it until it expires, so a standby
+	// takes over within DefaultLeaseDuration + DefaultRetryPeriod (+20 % jitter): ≤ 12.4 s, not
+	// client-go's 17+ s. The price: a leader that cannot renew for DefaultRenewDeadline (an API
+	// server outage of 7 s, not 10 s) gives the lease up and its process exits, to be restarted
+	// as a standby; every replica's writes are idempotent, so that costs time, never work.
+	DefaultLeaseDuration = 10 * time.Second
+	DefaultRenewDeadline = 7 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
 )
 
 // DefaultOptions returns the shipped settings; callers set what has no default (the executor
@@ -66,6 +76,7 @@ func DefaultOptions() Options {
 		Burst:              DefaultBurst,
 		StepRunWorkers:     DefaultStepRunWorkers,
 		WorkflowRunWorkers: DefaultWorkflowRunWorkers,
+		Lease:              Lease{Duration: DefaultLeaseDuration, RenewDeadline: DefaultRenewDeadline, RetryPeriod: DefaultRetryPeriod},
 		Pod:                podspec.Config{ExecutorImagePullPolicy: corev1.PullIfNotPresent},
 		Policy:             steprun.DefaultPolicy,
 	}
@@ -83,6 +94,8 @@ type Options struct {
 	LeaderElect    bool
 	// LeaderElectionNamespace is needed when running outside a cluster with LeaderElect.
 	LeaderElectionNamespace string
+	// Lease times the leader lease; zero fields mean the defaults above.
+	Lease Lease
 	// QPS and Burst are the client-side rate limits towards the API server.
 	QPS   float32
 	Burst int
@@ -102,6 +115,22 @@ type Options struct {
 	SkipNameValidation bool
 }
 
+// Lease is how the leader lease is held: it lasts Duration from its last renewal, the leader
+// gives it up when it could not renew for RenewDeadline, and candidates try every RetryPeriod.
+type Lease struct {
+	Duration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// check refuses, before anything starts, the timings client-go's elector would refuse only once
+// the manager runs: 0 < 1.2 × RetryPeriod (its jitter) < RenewDeadline < Duration.
+func (l Lease) check() error {
+	if l.RetryPeriod <= 0 || float64(l.RenewDeadline) <= 1.2*float64(l.RetryPeriod) || l.Duration <= l.RenewDeadline {
+		return fmt.Errorf("%w: leader lease duration %s, renew deadline %s and retry period %s must satisfy 0 < 1.2 × retry period < renew deadline < duration",
+			ErrInvalidOptions, l.Duration, l.RenewDeadline, l.RetryPeriod)
+	}
+	return nil
+}
+
 // Scheme knows the core types and pnsflow's.
 func Scheme() (*runtime.Scheme, error) {
 	scheme := runtime.NewScheme()
@@ -118,8 +147,7 @@ func Scheme() (*runtime.Scheme, error) {
 var ErrInvalidOptions = errors.New("invalid manager options")
 
 // New builds a manager with every pnsflow controller registered. Its readiness check passes once
-// the manager has started and, when it leads (always, without leader election), its caches have
-// synced. It needs the API server to be reachable (the Pod cache's selector is resolved through
+// the manager has started and its caches have synced, whether it leads or stands by. It needs the API server to be reachable (the Pod cache's selector is resolved through
 // discovery); Run rides out an API server that is not.
 func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	return build(cfg, o, &readiness{})
@@ -134,6 +162,9 @@ func build(cfg *rest.Config, o Options, ready *readiness) (ctrl.Manager, error) 
 		return nil, err
 	}
 	o.withDefaults()
+	if err := o.Lease.check(); err != nil {
+		return nil, err
+	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = o.QPS, o.Burst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -146,6 +177,9 @@ func build(cfg *rest.Config, o Options, ready *readiness) (ctrl.Manager, error) 
 		// The manager stops only after its controllers have; releasing the lease then lets a
 		// rolled-out replacement take over at once instead of waiting ~15 s for it to expire.
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &o.Lease.Duration,
+		RenewDeadline:                 &o.Lease.RenewDeadline,
+		RetryPeriod:                   &o.Lease.RetryPeriod,
 		Cache:                         CacheOptions(),
 		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
 	})
@@ -179,7 +213,7 @@ func build(cfg *rest.Config, o Options, ready *readiness) (ctrl.Manager, error) 
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the workflowrun controller: %w", err)
 	}
-	if err := ready.track(mgr, o.LeaderElect); err != nil {
+	if err := ready.track(mgr); err != nil {
 		return nil, err
 	}
 	if o.ProbeAddr != "" && o.ProbeAddr != "0" {
@@ -211,6 +245,9 @@ func metricsOptions(o Options) metricsserver.Options {
 // withDefaults fills the zero values that would otherwise mean client-go's or
 // controller-runtime's own defaults (5 QPS, one worker): never what ships.
 func (o *Options) withDefaults() {
+	if o.Lease == (Lease{}) {
+		o.Lease = DefaultOptions().Lease
+	}
 	if o.QPS <= 0 {
 		o.QPS = DefaultQPS
 	}

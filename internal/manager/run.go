@@ -121,20 +121,17 @@ func serveProbes(addr string, ready healthz.Checker) (func(), error) {
 }
 
 // readiness says whether one manager can do its work: the API server reachable (when Run put a
-// gate in front of it), the manager started, and, when it leads, its caches synced. A replica
-// waiting for the lease is ready: it stands by.
+// gate in front of it), the manager started and its caches synced. A replica standing by for the
+// lease keeps its caches synced too (a warm standby), so it is ready to take over at once, with
+// no list of every run and Pod to wait for; one that is not ready would take over cold.
 type readiness struct {
-	gate        *apiGate
-	leaderElect bool
-	// elected is the manager's Elected(); read only once started is set.
-	elected <-chan struct{}
+	gate    *apiGate
 	started atomic.Bool
 	synced  atomic.Bool
 }
 
 // track registers with mgr what tells started and synced.
-func (r *readiness) track(mgr ctrl.Manager, leaderElect bool) error {
-	r.leaderElect, r.elected = leaderElect, mgr.Elected()
+func (r *readiness) track(mgr ctrl.Manager) error {
 	if err := mgr.Add(startedMarker{r}); err != nil {
 		return fmt.Errorf("adding the readiness tracker: %w", err)
 	}
@@ -150,12 +147,10 @@ func (r *readiness) check(_ *http.Request) error {
 		return errors.New("the API server is unreachable")
 	case !r.started.Load():
 		return errors.New("the manager is starting")
-	case r.synced.Load():
-		return nil
-	case r.leaderElect && !isClosed(r.elected):
-		return nil
+	case !r.synced.Load():
+		return errors.New("the caches have not synced yet")
 	}
-	return errors.New("the caches have not synced yet")
+	return nil
 }
 
 // startedMarker runs once the manager's caches have started, leader or not.
@@ -169,8 +164,8 @@ func (m startedMarker) Start(ctx context.Context) error {
 
 func (startedMarker) NeedLeaderElection() bool { return false }
 
-// syncWaiter runs with the controllers (so only on the leader) and marks the caches synced once
-// the informers of every kind they watch have listed.
+// syncWaiter starts, on every replica, the informers of every kind the controllers watch, and
+// marks the caches synced once they have listed.
 type syncWaiter struct {
 	r     *readiness
 	cache cache.Cache
@@ -198,4 +193,4 @@ func (w syncWaiter) Start(ctx context.Context) error {
 	return nil
 }
 
-func (syncWaiter) NeedLeaderElection() bool { return true }
+func (syncWaiter) NeedLeaderElection() bool { return false }

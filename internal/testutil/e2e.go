@@ -1,7 +1,14 @@
 package testutil
 
 import (
+	"context"
+	"fmt"
+	"strings"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Builders the e2e suite (test/e2e) needs beyond the envtest ones: on a real kubelet the pull
@@ -44,4 +51,49 @@ func (w *StepRunWrapper) SecurityContext(sc *corev1.SecurityContext) *StepRunWra
 func (s *StepWrapper) PullPolicy(p corev1.PullPolicy) *StepWrapper {
 	s.Template.ImagePullPolicy = p
 	return s
+}
+
+// NodeSelector adds a node label main's Pod must land on.
+func (w *StepRunWrapper) NodeSelector(key, value string) *StepRunWrapper {
+	if w.Spec.NodeSelector == nil {
+		w.Spec.NodeSelector = map[string]string{}
+	}
+	w.Spec.NodeSelector[key] = value
+	return w
+}
+
+// Tolerate adds a toleration to the run's Pod.
+func (w *StepRunWrapper) Tolerate(t corev1.Toleration) *StepRunWrapper {
+	w.Spec.Tolerations = append(w.Spec.Tolerations, t)
+	return w
+}
+
+// Affinity sets the run's Pod affinity.
+func (w *StepRunWrapper) Affinity(a *corev1.Affinity) *StepRunWrapper {
+	w.Spec.Affinity = a
+	return w
+}
+
+// NodeSelector adds a node label every item's Pod must land on.
+func (s *StepWrapper) NodeSelector(key, value string) *StepWrapper {
+	if s.Template.NodeSelector == nil {
+		s.Template.NodeSelector = map[string]string{}
+	}
+	s.Template.NodeSelector[key] = value
+	return s
+}
+
+// LeaderPod names the Pod that holds a controller-runtime leader Lease, or "" when none does:
+// the holder's identity is "<hostname>_<uuid>", and a Pod's hostname is its name.
+func LeaderPod(ctx context.Context, c client.Reader, namespace, lease string) (string, error) {
+	l := &coordinationv1.Lease{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: lease}, l); err != nil {
+		return "", fmt.Errorf("reading the leader lease %s/%s: %w", namespace, lease, err)
+	}
+	holder := ptr.Deref(l.Spec.HolderIdentity, "")
+	pod, _, found := strings.Cut(holder, "_")
+	if !found {
+		return "", nil
+	}
+	return pod, nil
 }

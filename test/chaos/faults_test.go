@@ -28,7 +28,7 @@ var _ = Describe("Faults while runs are in flight", Ordered, ContinueOnFailure, 
 	})
 
 	It("kube-apiserver killed: every StepRun and fan-out item ends Succeeded once, with its output, and the manager serves again", apiServerKilled)
-	It("manager Pod deleted: every run ends Succeeded once, with its output, under the new manager", managerDeleted)
+	It("leading manager's Pod deleted: every run ends Succeeded once, with its output, under the standby", managerDeleted)
 	It("executors SIGKILLed by main (kill -9 -1 as UID 1000): kubelet restarts them and every run ends Succeeded with the output main wrote after the kill", executorsKilled)
 	It("Pods evicted through the Eviction API: Error/PodEvicted; in a WorkflowRun an evicted step is retried by its retries, a never-started one by infrastructureRetries", podsEvicted)
 	It("main OOM-killed: Error/OOMKilled with exit code 137, the runs beside it Succeeded", mainOOMKilled)
@@ -102,7 +102,7 @@ func retried(items map[itemKey][]*v1alpha1.StepRun) int {
 	return n
 }
 
-// managerState is the manager Pod and its container's restart count.
+// managerState is the leading manager's Pod and its container's restart count.
 type managerState struct {
 	pod      string
 	uid      types.UID
@@ -110,9 +110,10 @@ type managerState struct {
 }
 
 func currentManager() managerState {
-	pods := managerPods(Default)
-	ExpectWithOffset(1, pods).To(HaveLen(1))
-	p := pods[0]
+	leader, err := LeaderPod(ctx, k8s, managerNamespace, managerLease)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	p := corev1.Pod{}
+	ExpectWithOffset(1, k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: leader}, &p)).To(Succeed(), "the leader %q", leader)
 	var restarts int32
 	for _, s := range p.Status.ContainerStatuses {
 		restarts += s.RestartCount
@@ -189,7 +190,7 @@ func apiServerKilled() {
 	after := currentManager()
 	restarts := after.restarts - before.restarts
 	if after.uid != before.uid {
-		restarts = -1 // a new Pod: counted apart
+		restarts = -1 // another Pod leads: counted apart
 	}
 	GinkgoWriter.Printf("API down %s; manager serving %s after the kill (restarts %d)\n",
 		apiBack.Sub(faultAt), managerBack.Sub(faultAt), restarts)
@@ -203,9 +204,9 @@ func apiServerKilled() {
 	all := append(values(srs), flatten(attempts)...)
 	names := t.stepRunNames()
 	lat := sinceFault(t, names, inFlight(t, faultAt))
-	restartNote := fmt.Sprintf("%d manager container restart(s)", restarts)
+	restartNote := fmt.Sprintf("%d restart(s) of the leader's container", restarts)
 	if restarts < 0 {
-		restartNote = "a new manager Pod"
+		restartNote = "another manager Pod took the lease"
 	}
 	record(row{
 		fault:       "kube-apiserver SIGKILLed",
@@ -234,7 +235,7 @@ func managerDeleted() {
 	})).To(Succeed())
 	old := currentManager()
 
-	By("deleting the manager's Pod; its Deployment makes a new one, which must take the lease")
+	By("deleting the leading manager's Pod; the standby must take the lease")
 	faultAt := time.Now()
 	Expect(k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: old.pod}},
 		client.Preconditions{UID: &old.uid})).To(Succeed())
@@ -250,13 +251,13 @@ func managerDeleted() {
 	names := t.stepRunNames()
 	lat := sinceFault(t, names, inFlight(t, faultAt))
 	record(row{
-		fault:       "manager Pod deleted",
+		fault:       "leading manager Pod deleted",
 		runs:        fmt.Sprintf("%d StepRuns (%d at a time) + a %d-item WorkflowRun (parallelism %d)", runs, inFlightRuns, items, parallelism),
 		outcomes:    describeTally(tally(all...)),
 		p50:         percentile(lat, 0.5),
 		max:         percentile(lat, 1),
 		allTerminal: t.lastEnded(names).Sub(faultAt),
-		notes: fmt.Sprintf("%d runs in flight at the delete; the new manager took the lease after %s; first new Pod %s after the delete; %d item(s) retried",
+		notes: fmt.Sprintf("%d runs in flight at the delete; another manager served (lease renewed, Ready) after %s; first new Pod %s after the delete; %d item(s) retried",
 			len(lat), secs(managerBack.Sub(faultAt)), secs(t.firstPodAfter(faultAt).Sub(faultAt)), retried(attempts)),
 	})
 	expectValues(srs)

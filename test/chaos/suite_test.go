@@ -35,6 +35,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -102,18 +103,24 @@ var _ = BeforeSuite(func() {
 		To(Succeed(), "the manager is not deployed: run make quickstart (or make deploy)")
 	Eventually(managerReady).WithTimeout(3 * time.Minute).Should(Succeed())
 
-	By("finding the busybox test image on the node and the node's container")
+	By("finding the busybox test image on the nodes and the control plane's container")
 	nodes := &corev1.NodeList{}
 	Expect(k8s.List(ctx, nodes)).To(Succeed())
-	Expect(nodes.Items).To(HaveLen(1), "one kind node: set E2E_NODE_CONTAINER otherwise")
-	if len(nodes.Items[0].Status.Images) < 50 {
-		var names []string
-		for _, img := range nodes.Items[0].Status.Images {
-			names = append(names, img.Names...)
+	var controlPlanes []string
+	for _, n := range nodes.Items {
+		if _, ok := n.Labels["node-role.kubernetes.io/control-plane"]; ok {
+			controlPlanes = append(controlPlanes, n.Name)
 		}
-		Expect(names).To(ContainElement(HaveSuffix(busyboxImage)), "run make images kind-load")
+		if len(n.Status.Images) < 50 {
+			var names []string
+			for _, img := range n.Status.Images {
+				names = append(names, img.Names...)
+			}
+			Expect(names).To(ContainElement(HaveSuffix(busyboxImage)), "on %s: run make images kind-load", n.Name)
+		}
 	}
-	nodeContainer = envOr("E2E_NODE_CONTAINER", nodes.Items[0].Name)
+	Expect(controlPlanes).To(HaveLen(1), "one kind control plane (it runs kube-apiserver): set E2E_NODE_CONTAINER otherwise")
+	nodeContainer = envOr("E2E_NODE_CONTAINER", controlPlanes[0])
 	out, err := nodeExec("true")
 	Expect(err).NotTo(HaveOccurred(), "docker exec %s: %s (set E2E_DOCKER or E2E_NODE_CONTAINER)", nodeContainer, out)
 })
@@ -143,14 +150,17 @@ func nodeExec(script string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// managerReady passes when the manager Deployment has exactly one ready, up-to-date Pod.
+// managerReady passes when every replica the manager Deployment asks for is ready and up to
+// date, with no other Pod, and one of them holds the lease.
 func managerReady(g Gomega) {
 	dep := &appsv1.Deployment{}
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: managerName}, dep)).To(Succeed())
+	want := ptr.Deref(dep.Spec.Replicas, 1)
 	g.Expect(dep.Status.ObservedGeneration).To(Equal(dep.Generation))
-	g.Expect(dep.Status.UpdatedReplicas).To(BeEquivalentTo(1))
-	g.Expect(dep.Status.ReadyReplicas).To(BeEquivalentTo(1))
-	g.Expect(dep.Status.Replicas).To(BeEquivalentTo(1))
+	g.Expect(dep.Status.UpdatedReplicas).To(Equal(want))
+	g.Expect(dep.Status.ReadyReplicas).To(Equal(want))
+	g.Expect(dep.Status.Replicas).To(Equal(want))
+	g.Expect(LeaderPod(ctx, k8s, managerNamespace, managerLease)).NotTo(BeEmpty(), "a manager holds the lease")
 }
 
 func managerPods(g Gomega) []corev1.Pod {

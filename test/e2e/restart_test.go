@@ -22,7 +22,7 @@ func managerPods() []corev1.Pod {
 }
 
 // Serial: it takes the operator away for a while, which no other case should see.
-var _ = Describe("the manager restarted while StepRuns run", Serial, func() {
+var _ = Describe("the leading manager restarted while StepRuns run", Serial, func() {
 	It("ends every StepRun, with exactly one Pod each", func() {
 		ns := newNamespace("restart", nil)
 		const n = 10
@@ -34,10 +34,12 @@ var _ = Describe("the manager restarted while StepRuns run", Serial, func() {
 		By("waiting until the first run is Running")
 		inPhase(runs[0], v1alpha1.StepRunRunning, runTimeout)
 
-		By("deleting the manager's Pod (its Deployment makes a new one, which must win the lease)")
-		old := managerPods()
-		Expect(old).To(HaveLen(1))
-		Expect(k8s.Delete(ctx, &old[0])).To(Succeed())
+		By("deleting the leading manager's Pod (the standby takes the lease; the Deployment makes a new standby)")
+		leader, err := managerLeader()
+		Expect(err).NotTo(HaveOccurred())
+		var old corev1.Pod
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: leader}, &old)).To(Succeed())
+		Expect(k8s.Delete(ctx, &old, client.Preconditions{UID: &old.UID})).To(Succeed())
 
 		for _, sr := range runs {
 			got := terminal(sr, 3*time.Minute)
@@ -46,11 +48,10 @@ var _ = Describe("the manager restarted while StepRuns run", Serial, func() {
 			Expect(podsOf(got)).To(HaveLen(1), "exactly one Pod for %s", got.Name)
 		}
 
-		By("waiting for the new manager, so later cases find it serving")
+		By("waiting for every manager replica, so later cases find them serving")
 		Eventually(managerReady).WithTimeout(3 * time.Minute).Should(Succeed())
-		now := managerPods()
-		Expect(now).To(HaveLen(1))
-		Expect(now[0].UID).NotTo(Equal(old[0].UID), "a new manager Pod")
+		Expect(managerPods()).NotTo(ContainElement(HaveField("UID", old.UID)), "the deleted manager is gone")
+		Expect(managerLeader()).NotTo(Equal(old.Name), "another manager leads")
 		// A run created after the restart is served by the new manager (and its Pod created once).
 		late := terminal(create(shell(step("after-restart", ns), "true").Obj()), runTimeout)
 		Expect(late.Status.Phase).To(Equal(v1alpha1.StepRunSucceeded), describeStatus(late))

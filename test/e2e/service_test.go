@@ -68,15 +68,16 @@ var _ = Describe("The kubernetes Service", func() {
 			HaveField("Manager", v1alpha1.FieldManagerController),
 			HaveField("Operation", BeEquivalentTo("Update")))), "the manager created the Pod")
 
-		By("the manager: not on the host network, no override, no kubeconfig")
+		By("the managers: not on the host network, no override, no kubeconfig")
 		mgrs := managerPods()
-		Expect(mgrs).To(HaveLen(1))
-		mgr := mgrs[0]
-		Expect(mgr.Spec.HostNetwork).To(BeFalse())
-		Expect(mgr.Status.PodIP).NotTo(Equal(mgr.Status.HostIP))
-		for _, c := range mgr.Spec.Containers {
-			Expect(c.Env).NotTo(ContainElement(HaveField("Name", HavePrefix("KUBERNETES_SERVICE"))))
-			Expect(strings.Join(append(c.Command, c.Args...), " ")).NotTo(ContainSubstring("kubeconfig"))
+		Expect(mgrs).NotTo(BeEmpty())
+		for _, mgr := range mgrs {
+			Expect(mgr.Spec.HostNetwork).To(BeFalse())
+			Expect(mgr.Status.PodIP).NotTo(Equal(mgr.Status.HostIP))
+			for _, c := range mgr.Spec.Containers {
+				Expect(c.Env).NotTo(ContainElement(HaveField("Name", HavePrefix("KUBERNETES_SERVICE"))))
+				Expect(strings.Join(append(c.Command, c.Args...), " ")).NotTo(ContainSubstring("kubeconfig"))
+			}
 		}
 	})
 })

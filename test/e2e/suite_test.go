@@ -29,6 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -41,6 +42,8 @@ const (
 	managerNamespace = "pnsflow-system"
 	managerLabel     = "app.kubernetes.io/name"
 	managerName      = "pnsflow-manager"
+	// managerLease is the manager's leader-election Lease (in managerNamespace).
+	managerLease = "pnsflow-manager.pnsflow.dev"
 	// A run of a short main takes a few seconds on a 2-core node; this bounds the waits of cases
 	// that expect nothing slow (an image pull grace or a deletion has its own bound).
 	runTimeout = 2 * time.Minute
@@ -131,15 +134,22 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// managerReady passes when the manager Deployment has exactly one ready, up-to-date Pod and no
-// other (an old Pod still terminating would be a second manager).
+// managerReady passes when every replica the manager Deployment asks for is ready and up to
+// date, with no other Pod (an old one still terminating), and one of them holds the lease.
 func managerReady(g Gomega) {
 	dep := &appsv1.Deployment{}
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: managerName}, dep)).To(Succeed())
+	want := ptr.Deref(dep.Spec.Replicas, 1)
 	g.Expect(dep.Status.ObservedGeneration).To(Equal(dep.Generation))
-	g.Expect(dep.Status.UpdatedReplicas).To(BeEquivalentTo(1))
-	g.Expect(dep.Status.ReadyReplicas).To(BeEquivalentTo(1))
-	g.Expect(dep.Status.Replicas).To(BeEquivalentTo(1))
+	g.Expect(dep.Status.UpdatedReplicas).To(Equal(want))
+	g.Expect(dep.Status.ReadyReplicas).To(Equal(want))
+	g.Expect(dep.Status.Replicas).To(Equal(want))
+	g.Expect(managerLeader()).NotTo(BeEmpty(), "a manager holds the lease")
+}
+
+// managerLeader names the manager Pod holding the leader lease ("" when none does).
+func managerLeader() (string, error) {
+	return LeaderPod(ctx, k8s, managerNamespace, managerLease)
 }
 
 var _ = BeforeEach(func() { specNamespaces = nil })
