@@ -184,7 +184,7 @@ quickstart: ## kind-up, images, kind-load, deploy, then run the sample StepRun a
 E2E_KUBECTL  ?= $(shell hack/envtest-assets.sh kubectl)/kubectl
 E2E_TIMEOUT  ?= 45m
 E2E_FLAGS    ?=
-E2E_ENV       = E2E_KUBECTL="$(E2E_KUBECTL)" E2E_BUSYBOX_IMG="$(BUSYBOX_IMG)" E2E_ENTRYPOINT_IMG="$(ENTRYPOINT_IMG)" E2E_NONROOT_IMG="$(NONROOT_IMG)"
+E2E_ENV       = E2E_WORKERS="$(KIND_WORKERS)" E2E_KUBECTL="$(E2E_KUBECTL)" E2E_BUSYBOX_IMG="$(BUSYBOX_IMG)" E2E_ENTRYPOINT_IMG="$(ENTRYPOINT_IMG)" E2E_NONROOT_IMG="$(NONROOT_IMG)"
 
 .PHONY: test-e2e
 test-e2e: ## Run the e2e suite (test/e2e) on the cluster in KUBECONFIG; make quickstart first.
