@@ -23,6 +23,7 @@ var reviewed = map[string][]string{
 	"role.yaml": {
 		"create pods",
 		"delete pods",
+		"get pods",
 		"list pods",
 		"watch pods",
 		"create serviceaccounts",

@@ -235,57 +235,47 @@ var _ = Describe("Placement on a multi-node cluster", func() {
 	})
 })
 
-// Serial: each takes the leading manager away.
-var _ = Describe("A highly available manager", Serial, func() {
-	It("hands a 200-item fan-out to the standby when the leader's Pod is deleted: Succeeded, one StepRun and one Pod per item", func() {
+// Serial: it takes the leading manager away twice, and a node.
+var _ = Describe("A highly available manager on several nodes", Serial, func() {
+	It("hands a 200-item fan-out to the standby when the leader's Pod is deleted, then when the leader's node is stopped; the node's runs end NodeLost in bound and are retried on the other worker; back, the node runs steps again", func() {
+		ws := workers()
 		ns := newNamespace("takeover", nil)
 		wf := fanOutRun(ns, 200, 40, "true").Obj()
+		wf.Spec.Steps[0].Retries = &v1alpha1.RetryStrategy{Limit: 2}
 		Expect(k8s.Create(ctx, wf)).To(Succeed())
+
 		By("deleting the leader's Pod once the fan-out is past its first wave")
 		stepRunsAtLeast(wf, 41, 5*time.Minute)
-		old := leaderPod()
+		first := leaderPod()
 		deletedAt := time.Now()
-		Expect(k8s.Delete(ctx, old, client.Preconditions{UID: &old.UID})).To(Succeed())
-		leader, tookOver := newLeaderAfter(old.Name, time.Minute)
-		AddReportEntry("takeover after the leader's Pod was deleted", fmt.Sprintf("%s led after %s", leader, tookOver.Sub(deletedAt).Round(100*time.Millisecond)))
+		Expect(k8s.Delete(ctx, first, client.Preconditions{UID: &first.UID})).To(Succeed())
+		second, tookOver := newLeaderAfter(first.Name, time.Minute)
+		AddReportEntry("takeover after the leader's Pod was deleted", fmt.Sprintf("%s led %s after the delete",
+			second, tookOver.Sub(deletedAt).Round(100*time.Millisecond)))
 
-		got := workflowTerminal(wf, 10*time.Minute)
-		Expect(got.Status.Phase).To(Equal(v1alpha1.WorkflowRunSucceeded), "%+v", got.Status)
-		Expect(expectOnceEach(wf, 200)).To(BeEmpty(), "no item needed a retry")
-		Eventually(managerReady).WithTimeout(3 * time.Minute).Should(Succeed())
-	})
-
-	It("loses a worker with the leader on it (docker stop): the standby takes over, the node's runs end NodeLost in bound and are retried on the other worker; back, it runs steps again", func() {
-		ws := workers()
-		old := leaderPod()
+		By("pinning two StepRuns to the new leader's node, then stopping that node")
 		var lost, other string
-		for _, w := range ws[:2] {
-			if w.Name == old.Spec.NodeName {
-				lost = w.Name
-			} else {
-				other = w.Name
-			}
-		}
-		Expect(lost).NotTo(BeEmpty(), "the leader %s runs on %s, a worker", old.Name, old.Spec.NodeName)
+		lostNode := leaderPod().Spec.NodeName
 		labelOf := map[string]string{} // node name → its worker label
 		for _, w := range ws {
 			labelOf[w.Name] = w.Labels[workerLabel]
+			if w.Name == lostNode {
+				lost = w.Name
+			} else if other == "" {
+				other = w.Name
+			}
 		}
-
-		ns := newNamespace("node-loss", nil)
+		Expect(lost).NotTo(BeEmpty(), "the leader %s runs on %s, a worker", second, lostNode)
 		pinned := []*v1alpha1.StepRun{
 			create(shell(step("pinned-0", ns), "sleep 3600").NodeSelector(workerLabel, labelOf[lost]).Obj()),
 			create(shell(step("pinned-1", ns), "sleep 3600").NodeSelector(workerLabel, labelOf[lost]).Obj()),
 		}
-		wf := fanOutRun(ns, 200, 40, "sleep 2").Obj()
-		wf.Spec.Steps[0].Retries = &v1alpha1.RetryStrategy{Limit: 2}
-		Expect(k8s.Create(ctx, wf)).To(Succeed())
 		for _, sr := range pinned {
 			inPhase(sr, v1alpha1.StepRunRunning, runTimeout)
 		}
-		stepRunsAtLeast(wf, 41, 5*time.Minute)
-
-		By("stopping the leader's node")
+		fanning := &v1alpha1.WorkflowRun{}
+		Expect(k8s.Get(ctx, key(wf), fanning)).To(Succeed())
+		Expect(fanning.Status.Phase.IsTerminal()).To(BeFalse(), "the fan-out is still running when the node stops: %s", fanning.Status.Progress)
 		stoppedAt := time.Now()
 		docker("stop", lost)
 		DeferCleanup(func() {
@@ -293,9 +283,11 @@ var _ = Describe("A highly available manager", Serial, func() {
 				restartNode(lost)
 			}
 		})
-		leader, tookOver := newLeaderAfter(old.Name, time.Minute)
+		third, tookOver := newLeaderAfter(second, time.Minute)
 		Eventually(func() bool { return nodeReady(lost) }).WithTimeout(3 * time.Minute).WithPolling(500 * time.Millisecond).Should(BeFalse())
 		notReadyAt := time.Now()
+		AddReportEntry("takeover after the leader's node was stopped", fmt.Sprintf("%s led %s after the stop, at %s of the fan-out; the node NotReady after %s",
+			third, tookOver.Sub(stoppedAt).Round(100*time.Millisecond), fanning.Status.Progress, notReadyAt.Sub(stoppedAt).Round(time.Second)))
 
 		By("the runs on it end NodeLost within node-lost-after of the node going NotReady")
 		bound := podspec.DefaultNodeLostAfter + 30*time.Second
@@ -305,19 +297,17 @@ var _ = Describe("A highly available manager", Serial, func() {
 			Expect(got.Status.Phase).To(Equal(v1alpha1.StepRunError), describeStatus(got))
 			Expect(got.Status.Reason).To(Equal(v1alpha1.ReasonNodeLost), describeStatus(got))
 			Expect(endedAt.Sub(notReadyAt)).To(BeNumerically("<=", bound), got.Name)
-			AddReportEntry("node lost: "+got.Name, fmt.Sprintf("terminal %s after the stop, %s after NotReady",
+			AddReportEntry("node lost: "+got.Name, fmt.Sprintf("NodeLost %s after the stop, %s after NotReady",
 				endedAt.Sub(stoppedAt).Round(time.Second), endedAt.Sub(notReadyAt).Round(time.Second)))
 		}
-		AddReportEntry("takeover after the leader's node was stopped", fmt.Sprintf("%s led after %s; node NotReady after %s",
-			leader, tookOver.Sub(stoppedAt).Round(100*time.Millisecond), notReadyAt.Sub(stoppedAt).Round(time.Second)))
 
+		By("the fan-out ends Succeeded: one success and one Pod per item, the lost items retried on the other worker")
 		got := workflowTerminal(wf, 15*time.Minute)
 		Expect(got.Status.Phase).To(Equal(v1alpha1.WorkflowRunSucceeded), "%+v", got.Status)
-		failed := expectOnceEach(wf, 200)
-		for i := range failed {
-			Expect(failed[i].Status.Reason).To(Equal(v1alpha1.ReasonNodeLost), describeStatus(&failed[i]))
+		for _, f := range expectOnceEach(wf, 200) {
+			Expect(f.Status.Reason).To(Equal(v1alpha1.ReasonNodeLost), describeStatus(&f))
 		}
-		var movedOn int
+		movedOn := 0
 		for item, runs := range itemRuns(wf) {
 			if len(runs) == 1 {
 				continue
@@ -329,7 +319,7 @@ var _ = Describe("A highly available manager", Serial, func() {
 				}
 			}
 		}
-		AddReportEntry("items retried on the other worker", movedOn)
+		AddReportEntry("fan-out items lost with the node and retried on the other worker", movedOn)
 
 		By("starting the node again: it rejoins and runs the next StepRun pinned to it")
 		restartNode(lost)

@@ -44,7 +44,8 @@ type Reconciler struct {
 	Policy Policy
 	// MaxConcurrentReconciles bounds parallel reconciles; creates are not serialised.
 	MaxConcurrentReconciles int
-	// APIReader reads what the informers do not hold (artifact repository ConfigMaps).
+	// APIReader reads what the informers do not hold (artifact repository ConfigMaps) or do not
+	// hold yet (a Pod just created).
 	APIReader client.Reader
 	// ArtifactRepository is the default artifact repository's ConfigMap; empty means none.
 	ArtifactRepository types.NamespacedName
@@ -71,8 +72,9 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns/status,verbs=patch
 // createPod: blockOwnerDeletion on the Pod's owner reference (OwnerReferencesPermissionEnforcement).
 // +kubebuilder:rbac:groups=workflows.pnsflow.dev,resources=stepruns/finalizers,verbs=update
-// Owns(Pod)'s informer (list, watch; loadPod reads it), createPod, finish's delete of a lingering Pod.
-// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;create;delete
+// Owns(Pod)'s informer (list, watch; loadPod reads it), loadPod's read of a Pod the informer has
+// not seen yet (get), createPod, finish's delete of a lingering Pod.
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
 // Recorder.Eventf in finish and recordExitCodeMismatch; client-go patches a repeated event's series.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -129,13 +131,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 func (r *Reconciler) loadPod(ctx context.Context, sr *v1alpha1.StepRun) (*corev1.Pod, error) {
 	pod := &corev1.Pod{}
 	key := types.NamespacedName{Namespace: sr.Namespace, Name: podspec.PodName(sr.Name)}
-	if err := r.Client.Get(ctx, key, pod); err != nil {
+	err := r.Client.Get(ctx, key, pod)
+	if apierrors.IsNotFound(err) && r.APIReader != nil && r.expectsPod(sr) {
+		// The cache lags behind creates (by a minute on a loaded node, and after a takeover):
+		// only the API server can say a Pod the run should have is gone.
+		err = r.APIReader.Get(ctx, key, pod)
+	}
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("getting pod %s: %w", key.Name, err)
 	}
 	return pod, nil
+}
+
+// expectsPod: the run is not over and its Pod was made, by this manager or, as the executor's
+// report says, by any.
+func (r *Reconciler) expectsPod(sr *v1alpha1.StepRun) bool {
+	return !sr.Status.Phase.IsTerminal() && (sr.Status.PodName != "" || r.madePod(sr))
 }
 
 func (r *Reconciler) createPod(ctx context.Context, sr *v1alpha1.StepRun) (ctrl.Result, error) {
