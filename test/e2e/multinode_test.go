@@ -271,7 +271,8 @@ var _ = Describe("A highly available manager on several nodes", Serial, func() {
 			create(shell(step("pinned-1", ns), "sleep 3600").NodeSelector(workerLabel, labelOf[lost]).Obj()),
 		}
 		for _, sr := range pinned {
-			inPhase(sr, v1alpha1.StepRunRunning, runTimeout)
+			// Beside 40 starting Pods, a Pod can take a minute to start on two cores.
+			inPhase(sr, v1alpha1.StepRunRunning, 5*time.Minute)
 		}
 		fanning := &v1alpha1.WorkflowRun{}
 		Expect(k8s.Get(ctx, key(wf), fanning)).To(Succeed())
@@ -302,7 +303,7 @@ var _ = Describe("A highly available manager on several nodes", Serial, func() {
 		}
 
 		By("the fan-out ends Succeeded: one success and one Pod per item, the lost items retried on the other worker")
-		got := workflowTerminal(wf, 15*time.Minute)
+		got := workflowTerminal(wf, 20*time.Minute)
 		Expect(got.Status.Phase).To(Equal(v1alpha1.WorkflowRunSucceeded), "%+v", got.Status)
 		for _, f := range expectOnceEach(wf, 200) {
 			Expect(f.Status.Reason).To(Equal(v1alpha1.ReasonNodeLost), describeStatus(&f))
