@@ -182,7 +182,7 @@ quickstart: ## kind-up, images, kind-load, deploy, then run the sample StepRun a
 # test-e2e. E2E_KUBECTL is the real kubectl the printer-column case runs (built into bin/k8s
 # like the envtest binaries when missing).
 E2E_KUBECTL  ?= $(shell hack/envtest-assets.sh kubectl)/kubectl
-E2E_TIMEOUT  ?= 45m
+E2E_TIMEOUT  ?= 60m
 E2E_FLAGS    ?=
 E2E_ENV       = E2E_WORKERS="$(KIND_WORKERS)" E2E_KUBECTL="$(E2E_KUBECTL)" E2E_BUSYBOX_IMG="$(BUSYBOX_IMG)" E2E_ENTRYPOINT_IMG="$(ENTRYPOINT_IMG)" E2E_NONROOT_IMG="$(NONROOT_IMG)"
 
