@@ -68,8 +68,8 @@ func itemRuns(wf *v1alpha1.WorkflowRun) map[string][]v1alpha1.StepRun {
 }
 
 // expectOnceEach checks a fan-out of n items that ended Succeeded: every item has exactly one
-// Succeeded StepRun with its own item as output, any other attempt of it ended in a failure it
-// was retried for, and every StepRun has exactly one Pod: nothing was made twice.
+// Succeeded StepRun with its own item as output, and every StepRun has exactly one Pod: nothing
+// was made twice. It returns the other attempts, for the caller to judge.
 func expectOnceEach(wf *v1alpha1.WorkflowRun, n int) (retried []v1alpha1.StepRun) {
 	byItem := itemRuns(wf)
 	ExpectWithOffset(1, byItem).To(HaveLen(n))
@@ -305,12 +305,22 @@ var _ = Describe("A highly available manager on several nodes", Serial, func() {
 		By("the fan-out ends Succeeded: one success and one Pod per item, the lost items retried on the other worker")
 		got := workflowTerminal(wf, 20*time.Minute)
 		Expect(got.Status.Phase).To(Equal(v1alpha1.WorkflowRunSucceeded), "%+v", got.Status)
+		// Besides the lost node's runs, a 2-core cluster this loaded has the runtime fail a start
+		// now and then (containerd timing out on a sandbox's state: MainStartFailed); those are
+		// retried like any Error, so every failed attempt is an Error and none is left unretried.
+		lostItems, reasons := map[string]bool{}, map[string]int{}
 		for _, f := range expectOnceEach(wf, 200) {
-			Expect(f.Status.Reason).To(Equal(v1alpha1.ReasonNodeLost), describeStatus(&f))
+			Expect(f.Status.Phase).To(Equal(v1alpha1.StepRunError), describeStatus(&f))
+			reasons[f.Status.Reason]++
+			if f.Status.Reason == v1alpha1.ReasonNodeLost {
+				lostItems[f.Labels[v1alpha1.LabelItem]] = true
+			}
 		}
+		AddReportEntry("fan-out attempts retried, by reason", reasons)
+		Expect(lostItems).NotTo(BeEmpty(), "items were in flight on the node when it stopped")
 		movedOn := 0
 		for item, runs := range itemRuns(wf) {
-			if len(runs) == 1 {
+			if !lostItems[item] {
 				continue
 			}
 			for i := range runs {
