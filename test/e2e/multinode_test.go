@@ -68,7 +68,7 @@ func itemRuns(wf *v1alpha1.WorkflowRun) map[string][]v1alpha1.StepRun {
 }
 
 // expectOnceEach checks a fan-out of n items that ended Succeeded: every item has exactly one
-// Succeeded StepRun with its own item as output, and every StepRun has exactly one Pod: nothing
+// Succeeded StepRun with its own item as output, and no StepRun has more than one Pod: nothing
 // was made twice. It returns the other attempts, for the caller to judge.
 func expectOnceEach(wf *v1alpha1.WorkflowRun, n int) (retried []v1alpha1.StepRun) {
 	byItem := itemRuns(wf)
@@ -87,7 +87,9 @@ func expectOnceEach(wf *v1alpha1.WorkflowRun, n int) (retried []v1alpha1.StepRun
 		var succeeded []string
 		for _, sr := range attempts {
 			runs++
-			ExpectWithOffset(1, podsOfRun[sr.Name]).To(Equal(1), "%s has one Pod", sr.Name)
+			// At most: the taint manager deletes every Pod of a lost node, and a finished one goes
+			// at once (the API server needs no kubelet to delete a terminal Pod).
+			ExpectWithOffset(1, podsOfRun[sr.Name]).To(BeNumerically("<=", 1), "%s has one Pod", sr.Name)
 			if sr.Status.Phase == v1alpha1.StepRunSucceeded {
 				succeeded = append(succeeded, sr.Name)
 				ExpectWithOffset(1, outputs(&sr)).To(Equal(map[string]string{"item": item}), sr.Name)
@@ -97,7 +99,7 @@ func expectOnceEach(wf *v1alpha1.WorkflowRun, n int) (retried []v1alpha1.StepRun
 		}
 		ExpectWithOffset(1, succeeded).To(HaveLen(1), "item %s: one Succeeded attempt of %d", item, len(attempts))
 	}
-	ExpectWithOffset(1, pods.Items).To(HaveLen(runs), "one Pod per StepRun, none besides")
+	ExpectWithOffset(1, len(pods.Items)).To(BeNumerically("<=", runs), "no Pod besides one per StepRun")
 	return retried
 }
 
