@@ -183,11 +183,13 @@ type replay struct {
 	same  int
 }
 
-func newReplay(resumed bool, last *lastLine) replay {
-	if !resumed {
+// newReplay replays a follow resumed since the last line's time (nil: not resumed), of which
+// same lines were stored.
+func newReplay(since *metav1.Time, same int) replay {
+	if since == nil {
 		return replay{}
 	}
-	return replay{on: true, after: last.time(), same: last.same}
+	return replay{on: true, after: since.Time, same: same}
 }
 
 // stored reports whether the line stamped ts was stored before; once a line is new, all are.
@@ -219,7 +221,7 @@ func (a *LogArchiver) followOnce(ctx context.Context, since *metav1.Time, w io.W
 	}
 	defer stream.Close()
 	r := bufio.NewReaderSize(stream, 64*1024)
-	seen := newReplay(since != nil, last)
+	seen := newReplay(since, last.same)
 	atLineStart, skipping := true, false
 	for {
 		raw, err := r.ReadSlice('\n')

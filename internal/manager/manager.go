@@ -147,8 +147,9 @@ func Scheme() (*runtime.Scheme, error) {
 var ErrInvalidOptions = errors.New("invalid manager options")
 
 // New builds a manager with every pnsflow controller registered. Its readiness check passes once
-// the manager has started and its caches have synced, whether it leads or stands by. It needs the API server to be reachable (the Pod cache's selector is resolved through
-// discovery); Run rides out an API server that is not.
+// the manager has started and its caches have synced, whether it leads or stands by. It needs
+// the API server to be reachable (the Pod cache's selector is resolved through discovery); Run
+// rides out an API server that is not.
 func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	return build(cfg, o, &readiness{})
 }
@@ -245,8 +246,14 @@ func metricsOptions(o Options) metricsserver.Options {
 // withDefaults fills the zero values that would otherwise mean client-go's or
 // controller-runtime's own defaults (5 QPS, one worker): never what ships.
 func (o *Options) withDefaults() {
-	if o.Lease == (Lease{}) {
-		o.Lease = DefaultOptions().Lease
+	if o.Lease.Duration <= 0 {
+		o.Lease.Duration = DefaultLeaseDuration
+	}
+	if o.Lease.RenewDeadline <= 0 {
+		o.Lease.RenewDeadline = DefaultRenewDeadline
+	}
+	if o.Lease.RetryPeriod <= 0 {
+		o.Lease.RetryPeriod = DefaultRetryPeriod
 	}
 	if o.QPS <= 0 {
 		o.QPS = DefaultQPS
