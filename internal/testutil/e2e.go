@@ -83,17 +83,21 @@ func (s *StepWrapper) NodeSelector(key, value string) *StepWrapper {
 	return s
 }
 
-// LeaderPod names the Pod that holds a controller-runtime leader Lease, or "" when none does:
-// the holder's identity is "<hostname>_<uuid>", and a Pod's hostname is its name.
+// LeaderPod names the Pod that holds a controller-runtime leader Lease, or "" when none does.
 func LeaderPod(ctx context.Context, c client.Reader, namespace, lease string) (string, error) {
 	l := &coordinationv1.Lease{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: lease}, l); err != nil {
 		return "", fmt.Errorf("reading the leader lease %s/%s: %w", namespace, lease, err)
 	}
-	holder := ptr.Deref(l.Spec.HolderIdentity, "")
-	pod, _, found := strings.Cut(holder, "_")
+	return HolderPod(ptr.Deref(l.Spec.HolderIdentity, "")), nil
+}
+
+// HolderPod names the Pod of a controller-runtime leader identity, "<hostname>_<uuid>" ("" for
+// none): a Pod's hostname is its name.
+func HolderPod(identity string) string {
+	pod, _, found := strings.Cut(identity, "_")
 	if !found {
-		return "", nil
+		return ""
 	}
-	return pod, nil
+	return pod
 }

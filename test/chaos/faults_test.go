@@ -4,7 +4,6 @@ package chaos
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -129,10 +128,10 @@ func managerServing(since time.Time, notUID types.UID) func(Gomega) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(lease.Spec.RenewTime).NotTo(BeNil())
 		g.Expect(lease.Spec.RenewTime.After(since)).To(BeTrue(), "the lease was renewed after the fault")
-		holder := ptr.Deref(lease.Spec.HolderIdentity, "")
+		holder := HolderPod(ptr.Deref(lease.Spec.HolderIdentity, ""))
 		serving := false
 		for _, p := range managerPods(g) {
-			if strings.HasPrefix(holder, p.Name+"_") && p.UID != notUID && p.DeletionTimestamp == nil && podReady(&p) {
+			if holder == p.Name && p.UID != notUID && p.DeletionTimestamp == nil && podReady(&p) {
 				serving = true
 			}
 		}
