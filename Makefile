@@ -184,12 +184,17 @@ quickstart: ## kind-up, images, kind-load, deploy, then run the sample StepRun a
 E2E_KUBECTL  ?= $(shell hack/envtest-assets.sh kubectl)/kubectl
 E2E_TIMEOUT  ?= 60m
 E2E_FLAGS    ?=
+# Each suite's Ginkgo JSON report: `go run ./hack/failures` prints its failed specs briefly
+# (.ci/run does at its end, where CI's excerpt of the output is).
+E2E_REPORT   ?= $(LOCALBIN)/e2e/report.json
+CHAOS_REPORT ?= $(LOCALBIN)/e2e/chaos-report.json
 E2E_ENV       = E2E_WORKERS="$(KIND_WORKERS)" E2E_KUBECTL="$(E2E_KUBECTL)" E2E_BUSYBOX_IMG="$(BUSYBOX_IMG)" E2E_ENTRYPOINT_IMG="$(ENTRYPOINT_IMG)" E2E_NONROOT_IMG="$(NONROOT_IMG)"
 
 .PHONY: test-e2e
 test-e2e: ## Run the e2e suite (test/e2e) on the cluster in KUBECONFIG; make quickstart first.
+	@mkdir -p $(dir $(E2E_REPORT))
 	$(E2E_ENV) go test -tags e2e ./test/e2e -count=1 -timeout $(E2E_TIMEOUT) -v -ginkgo.v \
-		-ginkgo.label-filter='!bench' $(E2E_FLAGS)
+		-ginkgo.label-filter='!bench' -ginkgo.json-report="$(E2E_REPORT)" $(E2E_FLAGS)
 
 # test-chaos (test/chaos, build tag chaos) injects faults under running StepRuns on the same
 # cluster: the kube-apiserver killed (docker exec into the kind node), the manager's Pod deleted,
@@ -198,7 +203,9 @@ CHAOS_FLAGS ?=
 
 .PHONY: test-chaos
 test-chaos: ## Inject faults under running StepRuns on that cluster (test/chaos); after test-e2e.
-	$(E2E_ENV) go test -tags chaos ./test/chaos/ -count=1 -timeout 15m -v -ginkgo.v $(CHAOS_FLAGS)
+	@mkdir -p $(dir $(CHAOS_REPORT))
+	$(E2E_ENV) go test -tags chaos ./test/chaos/ -count=1 -timeout 15m -v -ginkgo.v \
+		-ginkgo.json-report="$(CHAOS_REPORT)" $(CHAOS_FLAGS)
 
 .PHONY: bench-e2e
 bench-e2e: ## Measure StepRuns against bare Pods on that cluster; the table also goes to bin/e2e/.
