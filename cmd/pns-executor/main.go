@@ -2,7 +2,6 @@
 // its errors to exit codes; everything else is in internal/executor.
 //
 //	pns-executor run [--proc=/proc] [--grace=15s] [-v=0]   watch main and report (the container's command)
-//	pns-executor ready [--timeout=30s]                     wait until run watches /proc (the startup probe)
 //	pns-executor load [--termination-log=PATH]             load input artifacts (the init container)
 //	pns-executor version
 //
@@ -20,7 +19,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
-	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -53,21 +51,19 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: pns-executor run|ready|load|version [flags]")
+		fmt.Fprintln(stderr, "usage: pns-executor run|load|version [flags]")
 		return exitUsage
 	}
 	switch args[0] {
 	case "run":
 		return runExecutor(args[1:], stderr)
-	case "ready":
-		return ready(args[1:], stderr)
 	case "load":
 		return load(args[1:], stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "pns-executor: unknown command %q; want run, ready, load or version\n", args[0])
+		fmt.Fprintf(stderr, "pns-executor: unknown command %q; want run, load or version\n", args[0])
 		return exitUsage
 	}
 }
@@ -122,23 +118,6 @@ func runExecutor(args []string, stderr io.Writer) int {
 		log.Error(err, "Executor failed")
 		return exitFailed
 	}
-}
-
-func ready(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ready", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the executor")
-	addr := fs.String("socket", executorconfig.ReadySocket, "the executor's ready socket")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	if err := executor.WaitReady(ctx, *addr); err != nil {
-		fmt.Fprintf(stderr, "pns-executor ready: %v\n", err)
-		return exitFailed
-	}
-	return exitOK
 }
 
 func load(args []string, stderr io.Writer) int {

@@ -18,9 +18,7 @@ func TestCommands(t *testing.T) {
 		{name: "no command", wantCode: exitUsage, wantErr: "usage"},
 		{name: "unknown command", args: []string{"jump"}, wantCode: exitUsage, wantErr: "unknown command"},
 		{name: "version", args: []string{"version"}, wantCode: exitOK, wantOut: "dev"},
-		{name: "bad flag", args: []string{"ready", "--nope"}, wantCode: exitUsage},
-		{name: "ready times out", args: []string{"ready", "--timeout=50ms", "--socket=@pnsflow-test-nobody-listens"},
-			wantCode: exitFailed, wantErr: "not ready"},
+		{name: "bad flag", args: []string{"run", "--nope"}, wantCode: exitUsage},
 		{name: "run without config", args: []string{"run"}, env: map[string]string{"PNSFLOW_EXECUTOR_CONFIG": ""},
 			wantCode: exitFailed, wantErr: "Reading the executor config"},
 	}

@@ -120,9 +120,9 @@ type Options struct {
 	ProcRoot string
 	// MainParent is main's parent pid as ProcRoot shows it: 0, the default, in a Pod.
 	MainParent int
-	// ReadySocket is the abstract socket to listen on when ready; "" means
-	// executorconfig.ReadySocket.
-	ReadySocket string
+	// ReadyAddr is where to listen for the startup probe when ready; "" means every address of
+	// the Pod on executorconfig.ReadyPort.
+	ReadyAddr string
 	// Grace is Executor.Grace; zero means DefaultGrace.
 	Grace time.Duration
 	Log   logr.Logger
@@ -134,8 +134,8 @@ func New(o Options) (*Executor, error) {
 	if o.ProcRoot == "" {
 		o.ProcRoot = DefaultProcRoot
 	}
-	if o.ReadySocket == "" {
-		o.ReadySocket = executorconfig.ReadySocket
+	if o.ReadyAddr == "" {
+		o.ReadyAddr = fmt.Sprintf(":%d", executorconfig.ReadyPort)
 	}
 	if o.Grace == 0 {
 		o.Grace = DefaultGrace
@@ -158,7 +158,7 @@ func New(o Options) (*Executor, error) {
 	finder.Parent = o.MainParent
 	adopt := c.Privilege.AdoptMainIDs && os.Geteuid() == 0
 	finder.AsOwner = adopt
-	ready := &ReadySignal{Addr: o.ReadySocket}
+	ready := &ReadySignal{Addr: o.ReadyAddr}
 	// kubelet starts main only after the startup probe connects: look for it from then on.
 	finder.Gate = ready.Connected()
 	e := &Executor{
@@ -282,7 +282,7 @@ func (e *Executor) Run(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrNoExitCode, err)
 	}
 	e.marks.kubelet(term.Pod, term.StartedAt, term.FinishedAt)
-	log.Info("Main terminated", "exitCode", term.ExitCode, "reason", term.Reason, "podReason", term.PodReason)
+	log.Info("Main terminated", "exitCode", term.ExitCode, "reason", term.Reason, "podReason", term.PodReason, "cpu", ownCPU().String())
 
 	var root *os.File
 	if proc != nil {
@@ -348,14 +348,14 @@ func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
 			}
 		}
 		ready = true
-		log.Info("Watching for main")
+		log.Info("Watching for main", "cpu", ownCPU().String())
 		return nil
 	})
 	found := e.bootTime()
 	if st, ok := e.Finder.(interface{ Stats() FindStats }); ok {
 		s := st.Stats()
 		log.Info("Looked for main", "looks", s.Looks, "fullScans", s.FullScans,
-			"fastWaits", s.Fast, "armedWaits", s.Armed, "idleWaits", s.Idle, "initLead", s.InitLead.String())
+			"fastWaits", s.Fast, "armedWaits", s.Armed, "idleWaits", s.Idle, "initLead", s.InitLead.String(), "cpu", ownCPU().String())
 	}
 	if err != nil {
 		// Ended before its first look (SIGTERM, or the Pod already says main terminated: a

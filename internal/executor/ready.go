@@ -1,19 +1,23 @@
 package executor
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
-	"time"
+	"syscall"
 )
 
-// ReadySignal tells the startup probe that the executor watches /proc: it listens on an
-// abstract unix socket (in the Pod's network namespace; no filesystem needed), and WaitReady
-// returns once it can connect.
+// ReadySignal tells the kubelet's startup probe that the executor watches /proc: it listens on a
+// TCP port of the Pod's network namespace, and the probe passes once it connects. A TCP probe is
+// the kubelet's own dial; an exec probe cost a `runc exec` and a second executor process per try
+// in the executor's CPU budget.
+//
+// The first connection is the probe that lets kubelet start main, so the port is closed right
+// after it and main may use it too. A restarted executor can find main already listening there:
+// the probe then passes against main's socket, and main is running, so Connected closes at once.
 type ReadySignal struct {
-	// Addr is the socket's address; a leading '@' makes it abstract.
+	// Addr is the address to listen on, host:port.
 	Addr string
 
 	mu        sync.Mutex
@@ -22,7 +26,8 @@ type ReadySignal struct {
 	connected chan struct{}
 }
 
-// Connected is closed once a client (the startup probe) has connected.
+// Connected is closed once a client (the startup probe) has connected, or when the port was
+// already taken (see ReadySignal).
 func (r *ReadySignal) Connected() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -38,31 +43,55 @@ func (r *ReadySignal) connectedLocked() chan struct{} {
 	return r.connected
 }
 
-// Signal starts listening and accepting. Connecting is all a client does, so each connection
-// is closed at once.
+// Signal starts listening and accepts the first connection, then stops listening. A second
+// Signal does nothing.
 func (r *ReadySignal) Signal() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.ln != nil {
+	connected := r.connectedLocked()
+	if r.ln != nil || r.isConnected() {
 		return nil
 	}
-	ln, err := net.Listen("unix", r.Addr)
+	ln, err := net.Listen("tcp", r.Addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		r.once.Do(func() { close(connected) })
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", r.Addr, err)
 	}
 	r.ln = ln
-	connected := r.connectedLocked()
 	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return // closed
-			}
-			r.once.Do(func() { close(connected) })
-			_ = c.Close()
+		c, err := ln.Accept()
+		if err != nil {
+			return // closed
 		}
+		_ = r.Close()
+		_ = c.Close()
+		r.once.Do(func() { close(connected) })
 	}()
 	return nil
+}
+
+// isConnected reports whether Connected is closed; r.mu is held.
+func (r *ReadySignal) isConnected() bool {
+	select {
+	case <-r.connected:
+		return true
+	default:
+		return false
+	}
+}
+
+// ListenAddr is the address listened on, "" when not listening (a port 0 in Addr is chosen by
+// the kernel: tests read it here).
+func (r *ReadySignal) ListenAddr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ln == nil {
+		return ""
+	}
+	return r.ln.Addr().String()
 }
 
 // Close stops listening.
@@ -75,18 +104,4 @@ func (r *ReadySignal) Close() error {
 	err := r.ln.Close()
 	r.ln = nil
 	return err
-}
-
-// WaitReady dials addr until it connects or ctx ends.
-func WaitReady(ctx context.Context, addr string) error {
-	var d net.Dialer
-	for {
-		c, err := d.DialContext(ctx, "unix", addr)
-		if err == nil {
-			return c.Close()
-		}
-		if !sleepCtx(ctx, 20*time.Millisecond) {
-			return errors.Join(fmt.Errorf("the executor is not ready on %s", addr), ctx.Err(), err)
-		}
-	}
 }

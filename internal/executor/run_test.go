@@ -112,7 +112,7 @@ func TestNewRunEndToEnd(t *testing.T) {
 	defer srv.Close()
 
 	dir := t.TempDir() // main's chroot; dir/outputs is the outputs emptyDir
-	socket := "@pnsflow-test-e2e-" + uid
+	readyAddr := freeAddr(t)
 	e, err := New(Options{
 		MainParent: os.Getpid(), // the helper is this test's child; in a Pod main's parent shows as 0
 		Config: executorconfig.Config{
@@ -123,9 +123,9 @@ func TestNewRunEndToEnd(t *testing.T) {
 			},
 			Mounts: []executorconfig.Mount{{MainPath: executorconfig.OutputsDir, ExecutorPath: filepath.Join(dir, "outputs")}},
 		},
-		REST:        &rest.Config{Host: srv.URL},
-		ReadySocket: socket,
-		Log:         NewLogger(tWriter{t}, 1),
+		REST:      &rest.Config{Host: srv.URL},
+		ReadyAddr: readyAddr,
+		Log:       NewLogger(tWriter{t}, 1),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -135,8 +135,8 @@ func TestNewRunEndToEnd(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 
-	// The postStart hook returns, then the kubelet starts main.
-	if err := WaitReady(ctx, socket); err != nil {
+	// The startup probe passes, then the kubelet starts main.
+	if err := waitReady(ctx, readyAddr); err != nil {
 		t.Fatal(err)
 	}
 	h := startHelperIn(t, dir, []string{MarkerFor(uid)}, "-newroot", "-outputs",

@@ -42,10 +42,9 @@ const (
 
 	// ConfigEnv carries Config as JSON into the executor container.
 	ConfigEnv = "PNSFLOW_EXECUTOR_CONFIG"
-	// ReadySocket is the abstract unix socket the executor listens on once it watches /proc;
-	// `pns-executor ready` (the startup probe) returns when it can connect. Abstract sockets
-	// live in the Pod's network namespace and need no writable filesystem.
-	ReadySocket = "@pnsflow-executor-ready"
+	// ReadyPort is the TCP port the executor listens on, on every address of the Pod, from the
+	// moment it watches /proc until its startup probe has connected once; main may use it after.
+	ReadyPort = 17771
 )
 
 // Config is everything the executor needs to know about its run without asking the API server.

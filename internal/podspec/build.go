@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
@@ -360,16 +361,15 @@ func executorContainer(sr *v1alpha1.StepRun, spec *v1alpha1.StepRunSpec, cfg Con
 	}, nil
 }
 
-// startupProbe passes once the executor watches /proc. Each try waits for the executor up to
-// just under the probe's period, so a probe that starts before the executor is ready still
-// passes the moment it is; readyTimeout bounds the whole startup, after which kubelet restarts
-// the executor.
+// startupProbe passes once the executor watches /proc: it connects to the port the executor
+// listens on from then (see executor.ReadySignal). The kubelet dials it itself, so a try costs the
+// executor nothing; readyTimeout bounds the whole startup, after which kubelet restarts the
+// executor.
 func startupProbe(readyTimeout time.Duration) *corev1.Probe {
 	const period = 1 // seconds: the shortest period kubelet allows
-	try := period*time.Second - 100*time.Millisecond
 	return &corev1.Probe{
-		ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
-			Command: []string{executorBinary, "ready", "--timeout=" + try.String()},
+		ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{
+			Port: intstr.FromInt32(executorconfig.ReadyPort),
 		}},
 		PeriodSeconds:    period,
 		TimeoutSeconds:   period,

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
@@ -141,8 +142,8 @@ func TestBuildMinimal(t *testing.T) {
 				Env:           []corev1.EnvVar{{Name: executorconfig.ConfigEnv, Value: cfgJSON}},
 				RestartPolicy: new(corev1.ContainerRestartPolicyAlways),
 				StartupProbe: &corev1.Probe{
-					ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
-						Command: []string{"/pns-executor", "ready", "--timeout=900ms"},
+					ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{
+						Port: intstr.FromInt32(executorconfig.ReadyPort),
 					}},
 					PeriodSeconds: 1, TimeoutSeconds: 1, SuccessThreshold: 1, FailureThreshold: 30,
 				},

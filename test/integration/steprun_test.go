@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 	"github.com/pnsflow/pnsflow/internal/podspec"
 	. "github.com/pnsflow/pnsflow/internal/testutil"
 )
@@ -72,7 +73,7 @@ var _ = Describe("StepRun controller", func() {
 		Expect(executor.Name).To(Equal("pns-executor"))
 		Expect(executor.Image).To(Equal(executorImage))
 		Expect(executor.RestartPolicy).To(HaveValue(Equal(corev1.ContainerRestartPolicyAlways)))
-		Expect(executor.StartupProbe.Exec.Command).To(ContainElement("ready"))
+		Expect(executor.StartupProbe.TCPSocket.Port.IntValue()).To(Equal(executorconfig.ReadyPort))
 		Expect(pod.Spec.Containers).To(HaveLen(1))
 		Expect(pod.Spec.Containers[0].Name).To(Equal("main"))
 		Expect(pod.Spec.Containers[0].Command).To(Equal([]string{"true"}))
