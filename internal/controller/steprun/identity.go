@@ -41,8 +41,9 @@ type namespaceSetup struct {
 
 // check returns a non-empty message when the StepRun's executor would not be allowed to report.
 func (i *identities) check(ctx context.Context, sr *v1alpha1.StepRun) (string, error) {
-	if sr.Spec.ServiceAccountName == "" || sr.Spec.ServiceAccountName == ExecutorIdentity {
-		return "", i.ensureDefault(ctx, sr.Namespace)
+	if usesDefaultIdentity(sr) {
+		_, err := i.ensureDefault(ctx, sr.Namespace)
+		return "", err
 	}
 	user := fmt.Sprintf("system:serviceaccount:%s:%s", sr.Namespace, sr.Spec.ServiceAccountName)
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
@@ -74,31 +75,55 @@ func (i *identities) check(ctx context.Context, sr *v1alpha1.StepRun) (string, e
 // That binding passes RBAC's escalation check by bind on this one role, not by holding its rules.
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=pnsflow-executor
 
-func (i *identities) ensureDefault(ctx context.Context, namespace string) error {
+// It reports whether it created either (rather than finding both there).
+func (i *identities) ensureDefault(ctx context.Context, namespace string) (bool, error) {
 	v, _ := i.ensured.LoadOrStore(namespace, &namespaceSetup{})
 	setup := v.(*namespaceSetup)
 	setup.Lock()
 	defer setup.Unlock()
 	if setup.done {
-		return nil
+		return false, nil
 	}
+	created := false
 	labels := map[string]string{"app.kubernetes.io/managed-by": "pnsflow"}
 	sa := &corev1.ServiceAccount{
 		ObjectMeta: metav1.ObjectMeta{Name: ExecutorIdentity, Namespace: namespace, Labels: labels},
 		// Executors get a projected token; nothing should mount the legacy one.
 		AutomountServiceAccountToken: new(false),
 	}
-	if err := i.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating executor service account: %w", err)
+	switch err := i.client.Create(ctx, sa); {
+	case err == nil:
+		created = true
+	case !apierrors.IsAlreadyExists(err):
+		return false, fmt.Errorf("creating executor service account: %w", err)
 	}
 	rb := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: ExecutorIdentity, Namespace: namespace, Labels: labels},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ExecutorIdentity},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: ExecutorIdentity, Namespace: namespace}},
 	}
-	if err := i.client.Create(ctx, rb); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating executor role binding: %w", err)
+	switch err := i.client.Create(ctx, rb); {
+	case err == nil:
+		created = true
+	case !apierrors.IsAlreadyExists(err):
+		return false, fmt.Errorf("creating executor role binding: %w", err)
 	}
 	setup.done = true
-	return nil
+	return created, nil
+}
+
+// repair sets the default identity up again in the run's namespace, when the run uses it, and
+// reports whether something was missing. The namespace is remembered as set up, but its
+// ServiceAccount may have gone since: deleted, or the namespace deleted and made again under the
+// same name (as test and CI setups do), which makes the Pod's create forbidden.
+func (i *identities) repair(ctx context.Context, sr *v1alpha1.StepRun) (bool, error) {
+	if !usesDefaultIdentity(sr) {
+		return false, nil
+	}
+	i.ensured.Delete(sr.Namespace)
+	return i.ensureDefault(ctx, sr.Namespace)
+}
+
+func usesDefaultIdentity(sr *v1alpha1.StepRun) bool {
+	return sr.Spec.ServiceAccountName == "" || sr.Spec.ServiceAccountName == ExecutorIdentity
 }

@@ -194,6 +194,11 @@ func (r *Reconciler) createPod(ctx context.Context, sr *v1alpha1.StepRun) (ctrl.
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"):
 		return ctrl.Result{}, fmt.Errorf("creating pod: %w", err)
 	case apierrors.IsForbidden(err):
+		if repaired, rerr := r.identities.repair(ctx, sr); rerr != nil {
+			return ctrl.Result{}, rerr
+		} else if repaired {
+			return ctrl.Result{}, fmt.Errorf("creating pod: the executor's ServiceAccount was missing, made again: %w", err)
+		}
 		// Admission (e.g. Pod Security) refused it; retrying cannot help.
 		return r.finish(ctx, sr, nil, errorOutcome(v1alpha1.ReasonPodForbidden, apiMessage(err)))
 	case apierrors.IsInvalid(err):
