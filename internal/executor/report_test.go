@@ -564,3 +564,26 @@ func TestReportsKeepTheStageTimesAlreadyRecorded(t *testing.T) {
 		t.Errorf("a Running report without stage times sends timings %v, want none", got)
 	}
 }
+
+func TestDecodeStateKeepsMetadataAndStatusNotSpec(t *testing.T) {
+	raw := []byte(`{"apiVersion":"workflows.pnsflow.dev/v1alpha1","kind":"StepRun",
+		"metadata":{"name":"sr","namespace":"ns","uid":"uid-1","generation":2,"resourceVersion":"42"},
+		"spec":{"image":"busybox","command":["true"]},
+		"status":{"phase":"Running","podName":"sr-pod","conditions":[{"type":"Succeeded","status":"Unknown","reason":"Running","message":"m","lastTransitionTime":"2026-05-01T10:00:00Z"}]}}`)
+	sr, err := decodeState(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr.UID != "uid-1" || sr.Generation != 2 || sr.ResourceVersion != "42" || sr.Name != "sr" {
+		t.Errorf("metadata = %+v", sr.ObjectMeta)
+	}
+	if sr.Status.Phase != v1alpha1.StepRunRunning || sr.Status.PodName != "sr-pod" || len(sr.Status.Conditions) != 1 {
+		t.Errorf("status = %+v", sr.Status)
+	}
+	if sr.Spec.Image != "" {
+		t.Errorf("spec decoded (%q): the reports never read it", sr.Spec.Image)
+	}
+	if _, err := decodeState([]byte(`{"metadata":`)); err == nil {
+		t.Error("a truncated body decoded")
+	}
+}
