@@ -17,7 +17,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"syscall"
 
@@ -108,7 +107,6 @@ func runExecutor(args []string, stderr io.Writer) int {
 		return exitFailed
 	}
 
-	e.MainEnded = narrowProcs()
 	err = e.Run(ctx)
 	switch {
 	case err == nil:
@@ -120,19 +118,6 @@ func runExecutor(args []string, stderr io.Writer) int {
 		log.Error(err, "Executor failed")
 		return exitFailed
 	}
-}
-
-// narrowProcs runs the executor on one P until main has ended, and returns what widens it again.
-// Until then it only waits (timers, pidfds, one watch): with more Ps every wakeup also woke
-// spinning threads looking for work, the Go scheduler's overhead that a perf profile showed as most
-// of the executor's user CPU. Collecting and uploading outputs (hashing, compressing) then gets
-// the runtime's default again. A GOMAXPROCS set in the Pod wins throughout.
-func narrowProcs() func() {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return nil
-	}
-	runtime.GOMAXPROCS(1)
-	return func() { runtime.SetDefaultGOMAXPROCS() }
 }
 
 func load(args []string, stderr io.Writer) int {

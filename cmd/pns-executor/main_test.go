@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -36,36 +35,5 @@ func TestCommands(t *testing.T) {
 				t.Errorf("stdout %q, stderr %q; want %q, %q", out.String(), errOut.String(), tt.wantOut, tt.wantErr)
 			}
 		})
-	}
-}
-
-func TestNarrowProcsRunsOnOnePUntilMainEnded(t *testing.T) {
-	before := runtime.GOMAXPROCS(0)
-	defer runtime.GOMAXPROCS(before)
-	t.Setenv("GOMAXPROCS", "")
-	runtime.SetDefaultGOMAXPROCS()
-	want := runtime.GOMAXPROCS(0) // the CPUs or the cgroup's limit
-	widen := narrowProcs()
-	if got := runtime.GOMAXPROCS(0); got != 1 {
-		t.Errorf("GOMAXPROCS while watching = %d, want 1", got)
-	}
-	if widen == nil {
-		t.Fatal("no widening for after main")
-	}
-	widen()
-	if got := runtime.GOMAXPROCS(0); got != want {
-		t.Errorf("GOMAXPROCS after main = %d, want the default %d", got, want)
-	}
-}
-
-func TestNarrowProcsLeavesAGOMAXPROCSSetInThePod(t *testing.T) {
-	before := runtime.GOMAXPROCS(0)
-	defer runtime.GOMAXPROCS(before)
-	t.Setenv("GOMAXPROCS", "3")
-	if widen := narrowProcs(); widen != nil {
-		t.Error("narrowProcs returned a widening although GOMAXPROCS is set")
-	}
-	if got := runtime.GOMAXPROCS(0); got != before {
-		t.Errorf("GOMAXPROCS = %d, want it untouched (%d)", got, before)
 	}
 }

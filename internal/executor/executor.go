@@ -88,9 +88,6 @@ type Executor struct {
 	// Ready is called once the first look at /proc is done: from then on main cannot start
 	// unseen by the finder, so the startup probe may pass. Its error ends Run.
 	Ready func() error
-	// MainEnded, when set, is called once the Pod says main terminated, before the outputs are
-	// collected and uploaded (the executor's only CPU-heavy work).
-	MainEnded func()
 	// Artifacts stores the output artifacts; nil when there are none.
 	Artifacts *ArtifactCollector
 	// Logs archives main's log while main runs, and gives the result; nil when the run does not
@@ -285,9 +282,6 @@ func (e *Executor) Run(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrNoExitCode, err)
 	}
 	e.marks.kubelet(term.Pod, term.StartedAt, term.FinishedAt)
-	if e.MainEnded != nil {
-		e.MainEnded()
-	}
 	log.Info("Main terminated", "exitCode", term.ExitCode, "reason", term.Reason, "podReason", term.PodReason, "cpu", ownCPU().String())
 
 	var root *os.File

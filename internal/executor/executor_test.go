@@ -146,13 +146,6 @@ func TestRunMainCaught(t *testing.T) {
 	defer root.Close()
 	readyCalls := 0
 	e.Ready = func() error { readyCalls++; return nil }
-	mainEnded := 0
-	e.MainEnded = func() {
-		mainEnded++
-		if col.called {
-			t.Error("MainEnded called after the outputs were collected; want before (it widens the executor for that work)")
-		}
-	}
 	e.Finder = findsAfterReady(42)
 	e.Securer = secureFunc(func(pid int) (*MainProcess, error) {
 		if pid != 42 {
@@ -179,9 +172,6 @@ func TestRunMainCaught(t *testing.T) {
 	}
 	if readyCalls != 1 {
 		t.Errorf("Ready called %d times, want 1", readyCalls)
-	}
-	if mainEnded != 1 {
-		t.Errorf("MainEnded called %d times, want 1", mainEnded)
 	}
 	if diff := cmp.Diff([]string{"running", "terminal"}, rep.called()); diff != "" {
 		t.Errorf("reports (-want +got):\n%s", diff)
