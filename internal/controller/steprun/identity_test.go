@@ -9,8 +9,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -25,11 +23,7 @@ import (
 // The default identity is set up once per namespace and then remembered; when its ServiceAccount
 // has gone since (the namespace made again under the same name), repair makes it again.
 func TestRepairMakesTheDefaultIdentityAgainOnlyWhenItWentMissing(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c := fake.NewClientBuilder().WithScheme(scheme).Build()
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).Build()
 	ids := &identities{client: c}
 	ctx := context.Background()
 	sr := &v1alpha1.StepRun{ObjectMeta: metav1.ObjectMeta{Name: "sr", Namespace: "ns"}}
@@ -71,13 +65,6 @@ func TestRepairMakesTheDefaultIdentityAgainOnlyWhenItWentMissing(t *testing.T) {
 // A StepRun whose Pod create is forbidden because the remembered executor ServiceAccount is gone
 // is not ended Error/PodForbidden: the account is made again and the create retried.
 func TestAPodForbiddenForAMissingExecutorAccountIsRetriedNotFinished(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
 	sr := &v1alpha1.StepRun{ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "ns", UID: "sr-uid"},
 		Spec: v1alpha1.StepRunSpec{Image: "busybox", Command: []string{"true"}}}
@@ -92,7 +79,7 @@ func TestAPodForbiddenForAMissingExecutorAccountIsRetriedNotFinished(t *testing.
 		}
 		return c.Create(ctx, obj, opts...)
 	}
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(sr).WithStatusSubresource(sr).
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(sr).WithStatusSubresource(sr).
 		WithInterceptorFuncs(interceptor.Funcs{Create: admitted}).Build()
 	r := &Reconciler{Client: c, APIReader: c, Clock: clock.RealClock{}, Policy: DefaultPolicy,
 		Recorder: events.NewFakeRecorder(10), Pod: podspec.Config{ExecutorImage: "executor"},

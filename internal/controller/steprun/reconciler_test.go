@@ -22,13 +22,7 @@ import (
 // to a minute on a loaded cluster, while the executor's first report (which records podName)
 // goes straight to the API server.
 func TestAPodTheCacheLacksCountsAsDeletedOnlyWhenTheAPIServerLacksItToo(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := testScheme(t)
 	running := func() *v1alpha1.StepRun {
 		sr := &v1alpha1.StepRun{ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "ns", UID: "sr-uid"}}
 		sr.Status.Phase, sr.Status.PodName = v1alpha1.StepRunRunning, podspec.PodName("run")
@@ -67,4 +61,17 @@ func TestAPodTheCacheLacksCountsAsDeletedOnlyWhenTheAPIServerLacksItToo(t *testi
 			}
 		})
 	}
+}
+
+// testScheme knows the core types and pnsflow's.
+func testScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return scheme
 }
