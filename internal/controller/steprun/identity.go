@@ -84,32 +84,39 @@ func (i *identities) ensureDefault(ctx context.Context, namespace string) (bool,
 	if setup.done {
 		return false, nil
 	}
-	created := false
 	labels := map[string]string{"app.kubernetes.io/managed-by": "pnsflow"}
 	sa := &corev1.ServiceAccount{
 		ObjectMeta: metav1.ObjectMeta{Name: ExecutorIdentity, Namespace: namespace, Labels: labels},
 		// Executors get a projected token; nothing should mount the legacy one.
 		AutomountServiceAccountToken: new(false),
 	}
-	switch err := i.client.Create(ctx, sa); {
-	case err == nil:
-		created = true
-	case !apierrors.IsAlreadyExists(err):
-		return false, fmt.Errorf("creating executor service account: %w", err)
-	}
 	rb := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: ExecutorIdentity, Namespace: namespace, Labels: labels},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ExecutorIdentity},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: ExecutorIdentity, Namespace: namespace}},
 	}
-	switch err := i.client.Create(ctx, rb); {
-	case err == nil:
-		created = true
-	case !apierrors.IsAlreadyExists(err):
-		return false, fmt.Errorf("creating executor role binding: %w", err)
+	madeSA, err := i.createIfAbsent(ctx, sa, "service account")
+	if err != nil {
+		return false, err
+	}
+	madeRB, err := i.createIfAbsent(ctx, rb, "role binding")
+	if err != nil {
+		return false, err
 	}
 	setup.done = true
-	return created, nil
+	return madeSA || madeRB, nil
+}
+
+// createIfAbsent creates obj and reports whether it did; one already there is no error.
+func (i *identities) createIfAbsent(ctx context.Context, obj client.Object, what string) (bool, error) {
+	switch err := i.client.Create(ctx, obj); {
+	case err == nil:
+		return true, nil
+	case apierrors.IsAlreadyExists(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("creating executor %s: %w", what, err)
+	}
 }
 
 // repair sets the default identity up again in the run's namespace, when the run uses it, and
