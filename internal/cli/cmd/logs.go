@@ -296,6 +296,8 @@ func (a *app) followWorkflowLogs(ctx context.Context, wfr *v1alpha1.WorkflowRun,
 		}
 		started[sr.Name] = true
 		e := newEntry(sr, order)
+		out.Widen(e.prefix())
+		notes.Widen(e.prefix())
 		if act == podlogs.None {
 			_ = notes.Line(e.prefix(), e.step, why)
 			return

@@ -153,6 +153,14 @@ func (lw *Writer) Line(prefix, step, text string) error {
 	return err
 }
 
+// Widen makes room for prefix from now on, before any of its lines: a log followed from then
+// lines up with the others whichever of them prints first.
+func (lw *Writer) Widen(prefix string) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	lw.width = max(lw.width, utf8.RuneCountInString(prefix))
+}
+
 func (lw *Writer) format(prefix, step, text string) string {
 	if prefix == "" {
 		return text + "\n"

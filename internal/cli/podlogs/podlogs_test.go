@@ -95,6 +95,18 @@ func TestCopyWritesWholeLinesWithAlignedPrefixes(t *testing.T) {
 	}
 }
 
+func TestWidenAlignsLinesBeforeTheWiderPrefixPrints(t *testing.T) {
+	var b bytes.Buffer
+	w := NewWriter(&b, false)
+	w.Widen("fan[0]")
+	if err := w.Line("prep", "prep", "prepared"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.String(), "prep   │ prepared\n"; got != want {
+		t.Errorf("wrote %q, want %q", got, want)
+	}
+}
+
 func TestColoredPrefixesKeepAStepsColour(t *testing.T) {
 	var b bytes.Buffer
 	w := NewWriter(&b, true)
