@@ -17,11 +17,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
 	"github.com/pnsflow/pnsflow/internal/artifact"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 	"github.com/pnsflow/pnsflow/internal/testutil"
 )
 
@@ -194,22 +196,34 @@ sha256sum /in/file | cut -d' ' -f1 > /pnsflow/outputs/file`).DependsOn("build").
 		Expect(outputs(check)).To(Equal(map[string]string{"files": "2"}))
 	})
 
-	It("archives main's log whole, readable after the Pod is gone", func() {
+	It("archives main's log whole, as the kubelet kept it, readable after the Pod is gone", func() {
 		ns := newNamespace("artifacts-logs", nil)
 		withArtifactCredentials(ns)
-		// 200 000 lines: about 8 MB in the kubelet's log format, under its 10 MiB rotation size.
+		// 200 000 lines: about 9 MB in the kubelet's log format, under its 10 MiB rotation size.
 		got, logs := archivingRun(ns, "logs", `seq 1 200000; echo 'the end'`)
 		var want strings.Builder
 		for i := 1; i <= 200000; i++ {
 			fmt.Fprintf(&want, "%d\n", i)
 		}
 		want.WriteString("the end\n")
-		sum := sha256.Sum256([]byte(want.String()))
-		Expect(*logs).To(Equal(v1alpha1.ArtifactStatus{Name: v1alpha1.MainLogsArtifact, Key: ns + "/logs/main-logs",
-			Size: int64(want.Len()), SHA256: hex.EncodeToString(sum[:]), Archive: "none"}))
-		Expect(got.Status.Outputs.Result).To(HaveValue(HaveSuffix("199999\n200000\nthe end\n")))
 
-		Expect(archivedAfterPod(got, logs) == want.String()).To(BeTrue(), "the archived log differs from main's output")
+		// The runtime, not pnsflow, decides what main's log holds: containerd's shim stops
+		// copying a finished container's output after a bounded drain (2 s in the 1.6 series the
+		// local nodes run), so on a loaded node the last bytes main wrote can miss the log file.
+		// The archive is compared with the log the kubelet kept, which must be main's output in
+		// order, whole or cut only at its end.
+		kept := mainLog(got)
+		Expect(strings.HasPrefix(want.String(), kept)).To(BeTrue(), "the kubelet's log of main is not a prefix of main's output (%d bytes, ends %q)", len(kept), tail(kept, 40))
+		Expect(len(kept)).To(BeNumerically(">", 1<<20), "the runtime kept too little of main's output to test archiving")
+		if lost := want.Len() - len(kept); lost > 0 {
+			AddReportEntry("main's output lost by the runtime at main's exit", fmt.Sprintf("%d of %d bytes", lost, want.Len()))
+		}
+		sum := sha256.Sum256([]byte(kept))
+		Expect(*logs).To(Equal(v1alpha1.ArtifactStatus{Name: v1alpha1.MainLogsArtifact, Key: ns + "/logs/main-logs",
+			Size: int64(len(kept)), SHA256: hex.EncodeToString(sum[:]), Archive: "none"}))
+		Expect(got.Status.Outputs.Result).To(HaveValue(Equal(tail(kept, v1alpha1.MaxResultBytes))))
+
+		Expect(archivedAfterPod(got, logs) == kept).To(BeTrue(), "the archived log differs from the kubelet's")
 	})
 
 	It("keeps archiving in order while the kubelet rotates a log of 5 million lines", func() {
@@ -238,6 +252,21 @@ func archivingRun(ns, name, script string) (*v1alpha1.StepRun, *v1alpha1.Artifac
 	logs := artifactStatus(got, v1alpha1.MainLogsArtifact)
 	ExpectWithOffset(1, logs).NotTo(BeNil(), describeStatus(got))
 	return got, logs
+}
+
+// mainLog is main's log as the kubelet keeps it, read once main has ended.
+func mainLog(sr *v1alpha1.StepRun) string {
+	cs, err := kubernetes.NewForConfig(cfg)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	raw, err := cs.CoreV1().Pods(sr.Namespace).GetLogs(sr.Status.PodName,
+		&corev1.PodLogOptions{Container: executorconfig.MainContainer}).DoRaw(ctx)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred(), "main's log of %s", sr.Status.PodName)
+	return string(raw)
+}
+
+// tail is s's last n bytes, or s when shorter.
+func tail(s string, n int) string {
+	return s[len(s)-min(n, len(s)):]
 }
 
 // archivedAfterPod deletes the run's Pod, then reads the archived log from the repository,
