@@ -35,15 +35,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,7 +48,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/rest"
@@ -63,7 +58,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
-	"github.com/pnsflow/pnsflow/internal/executor"
 	"github.com/pnsflow/pnsflow/internal/executorconfig"
 	"github.com/pnsflow/pnsflow/internal/manager"
 	"github.com/pnsflow/pnsflow/internal/podspec"
@@ -81,69 +75,6 @@ const (
 )
 
 var managerUser = "system:serviceaccount:" + managerNamespace + ":" + managerAccount
-
-type settings struct {
-	sizes     []int
-	mode      string
-	executors int
-	timeout   time.Duration
-	out       string
-	// managerArgs are extra flags for the manager binary, for tuning experiments.
-	managerArgs []string
-	root        string
-	// profile is the sizes whose fan-out gets a kube-apiserver CPU profile.
-	profile     map[int]bool
-	contentType string
-}
-
-func loadSettings(t *testing.T) settings {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := settings{mode: envOr("BENCH_MANAGER", "binary"), root: root,
-		out: envOr("BENCH_OUT", filepath.Join(root, "bin", "bench", time.Now().Format("20060102-150405")))}
-	for f := range strings.SplitSeq(envOr("BENCH_N", "100,1000,5000"), ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > v1alpha1.MaxStepItems {
-			t.Fatalf("BENCH_N: %q is not a size between 1 and %d", f, v1alpha1.MaxStepItems)
-		}
-		s.sizes = append(s.sizes, n)
-	}
-	if s.executors, err = strconv.Atoi(envOr("BENCH_EXECUTORS", "64")); err != nil || s.executors < 1 {
-		t.Fatalf("BENCH_EXECUTORS: %v", err)
-	}
-	if s.timeout, err = time.ParseDuration(envOr("BENCH_TIMEOUT", "10m")); err != nil {
-		t.Fatalf("BENCH_TIMEOUT: %v", err)
-	}
-	s.managerArgs = strings.Fields(os.Getenv("BENCH_MANAGER_ARGS"))
-	if len(s.managerArgs) > 0 && s.mode != "binary" {
-		t.Fatal("BENCH_MANAGER_ARGS needs BENCH_MANAGER=binary")
-	}
-	s.profile, s.contentType = profileSizes(), os.Getenv("BENCH_CONTENT_TYPE")
-	if s.contentType != "" && s.mode != "inprocess" {
-		t.Fatal("BENCH_CONTENT_TYPE needs BENCH_MANAGER=inprocess (the binary reads a kubeconfig, which has no content type)")
-	}
-	if s.mode != "binary" && s.mode != "inprocess" {
-		t.Fatalf("BENCH_MANAGER: %q is neither binary nor inprocess", s.mode)
-	}
-	if err := os.MkdirAll(s.out, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// say prints progress as it happens (go test -v streams stdout).
-func say(format string, args ...any) {
-	fmt.Printf("bench %s  "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
-}
 
 type bench struct {
 	t          *testing.T
@@ -197,15 +128,6 @@ func TestFanOut(t *testing.T) {
 		t.Error(err)
 	}
 	say("artifacts (audit log, manager logs, results.md): %s", s.out)
-}
-
-func mustCreate(t *testing.T, path string) *os.File {
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
 }
 
 // start brings up kube-apiserver (with the audit log) and etcd, installs the CRDs and the
@@ -262,18 +184,6 @@ func (b *bench) start() {
 		}
 	}
 	b.privilege = podspec.ExecutorPrivileged(&v1alpha1.StepRun{Spec: template()})
-}
-
-// envtestAssets returns kube-apiserver and etcd: KUBEBUILDER_ASSETS, else hack/envtest-assets.sh.
-func envtestAssets(t *testing.T, root string) string {
-	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
-		return d
-	}
-	out, err := exec.Command(filepath.Join(root, "hack", "envtest-assets.sh")).Output()
-	if err != nil {
-		t.Fatalf("providing envtest assets: %v", err)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // template is what every item runs; no kubelet runs it.
@@ -517,84 +427,6 @@ func (b *bench) getRaw(ctx context.Context, path string) ([]byte, error) {
 	return body, err
 }
 
-// statusSample is one observed update of the run.
-type statusSample struct {
-	at time.Time
-	// accounted counts the items the status shows as started; done the finished ones.
-	accounted, done int32
-	progress        string
-	phase           v1alpha1.WorkflowRunPhase
-}
-
-// observation is what one run showed.
-type observation struct {
-	n                              int
-	t0                             time.Time
-	allStepRuns, allPods, terminal time.Time
-	executorsStart, executorsDone  time.Time
-	stepRunSeen                    []time.Time
-	completions                    []time.Time
-	samples                        []statusSample
-	final                          *v1alpha1.WorkflowRun
-	failures                       int
-	// cpuAtPods is the processes' CPU time when the last Pod appeared; cpuAtSucceeded when
-	// the run was seen Succeeded.
-	cpuAtPods, cpuAtSucceeded map[string]time.Duration
-	// profileChunks are the kube-apiserver CPU profiles of the fan-out, when asked for.
-	profileChunks []string
-	// podLag is, per item, the time from its StepRun appearing to its Pod appearing, sorted.
-	podLag []time.Duration
-}
-
-// seenSet records when names were first seen and closes all when there are n.
-type seenSet struct {
-	mu   sync.Mutex
-	n    int
-	seen map[string]time.Time
-	all  chan struct{}
-	at   time.Time
-}
-
-func newSeenSet(n int) *seenSet {
-	return &seenSet{n: n, seen: make(map[string]time.Time, n), all: make(chan struct{})}
-}
-
-func (s *seenSet) add(obj any) {
-	now := time.Now()
-	m, err := metaOf(obj)
-	if err != nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.seen[m.GetName()]; ok {
-		return
-	}
-	s.seen[m.GetName()] = now
-	if len(s.seen) == s.n {
-		s.at = now
-		close(s.all)
-	}
-}
-
-// snapshot copies what was seen (the informer may still deliver).
-func (s *seenSet) snapshot() map[string]time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.seen)
-}
-
-func metaOf(obj any) (metav1.Object, error) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	m, ok := obj.(metav1.Object)
-	if !ok {
-		return nil, fmt.Errorf("%T has no metadata", obj)
-	}
-	return m, nil
-}
-
 // run creates one WorkflowRun of n items in ns and drives it to its end: it waits for every
 // StepRun and every Pod (metadata-only informers), then plays the executors, then waits for
 // the run to end.
@@ -722,140 +554,4 @@ func (b *bench) run(ctx context.Context, mgr runningManager, ns string, n int, p
 		return nil, fmt.Errorf("the run succeeded with %d of %d items", got, n)
 	}
 	return obs, nil
-}
-
-// follow records every update of the run until it is terminal, re-watching from the last
-// resourceVersion if the API server closes the watch.
-func (o *observation) follow(ctx context.Context, k8s client.WithWatch, ns string, w watch.Interface) error {
-	rv := ""
-	for {
-		for ev := range w.ResultChan() {
-			now := time.Now()
-			wfr, ok := ev.Object.(*v1alpha1.WorkflowRun)
-			if !ok {
-				if ev.Type == watch.Error {
-					return fmt.Errorf("watching the run: %v", ev.Object)
-				}
-				continue
-			}
-			rv = wfr.ResourceVersion
-			c := wfr.Status.Counts
-			s := statusSample{at: now, accounted: c.Pending + c.Running + c.Succeeded + c.Failed + c.Error + c.Skipped,
-				done: c.Succeeded + c.Failed + c.Error + c.Skipped, progress: wfr.Status.Progress, phase: wfr.Status.Phase}
-			if k := len(o.samples); k == 0 || o.samples[k-1].accounted != s.accounted || o.samples[k-1].done != s.done ||
-				o.samples[k-1].phase != s.phase {
-				o.samples = append(o.samples, s)
-			}
-			if wfr.Status.Phase.IsTerminal() {
-				o.terminal, o.final = now, wfr
-				return nil
-			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var err error
-		w, err = k8s.Watch(ctx, &v1alpha1.WorkflowRunList{}, client.InNamespace(ns),
-			client.MatchingFields{"metadata.name": runName}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
-		if err != nil {
-			return fmt.Errorf("re-watching the run: %w", err)
-		}
-	}
-}
-
-// statusAges measures how stale the run's status got. For the k-th StepRun to appear, the
-// time until the status first counted k started items; for the k-th item to finish (its
-// executor's terminal report returned), the time until status.progress first counted k done.
-// The largest of each is reported. progressGap is the literal longest interval between two
-// consecutive changes of status.progress from the first completion to the end.
-func (o *observation) statusAges() (fanOut, done, progressGap time.Duration, updates int) {
-	lag := func(events []time.Time, value func(statusSample) int32) time.Duration {
-		worst, j := time.Duration(0), 0
-		for k, at := range events {
-			for j < len(o.samples) && int(value(o.samples[j])) < k+1 {
-				j++
-			}
-			reflected := o.terminal
-			if j < len(o.samples) {
-				reflected = o.samples[j].at
-			}
-			worst = max(worst, reflected.Sub(at))
-		}
-		return worst
-	}
-	fanOut = lag(o.stepRunSeen, func(s statusSample) int32 { return s.accounted })
-	done = lag(o.completions, func(s statusSample) int32 { return s.done })
-	var last time.Time
-	for i, s := range o.samples {
-		if s.done == 0 || (i > 0 && o.samples[i-1].progress == s.progress) {
-			continue
-		}
-		if !last.IsZero() {
-			progressGap = max(progressGap, s.at.Sub(last))
-		}
-		last = s.at
-	}
-	return fanOut, done, progressGap, len(o.samples)
-}
-
-// playExecutors does what each Pod's pns-executor does on the happy path, through its Reporter:
-// report Running (the first report records the Pod and the executor's privileges), then the
-// terminal outcome — a bounded pool of them at once.
-func (b *bench) playExecutors(ctx context.Context, ns string, names []string, obs *observation) error {
-	cfg := b.executorConfig(ns)
-	var (
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-	)
-	work := make(chan string)
-	for range min(b.s.executors, len(names)) {
-		wg.Go(func() {
-			for name := range work {
-				err := b.playExecutor(ctx, cfg, ns, name)
-				now := time.Now()
-				mu.Lock()
-				if err != nil {
-					obs.failures++
-					if first == nil {
-						first = fmt.Errorf("executor of %s: %w", name, err)
-					}
-				} else {
-					obs.completions = append(obs.completions, now)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	for _, name := range names {
-		select {
-		case work <- name:
-		case <-ctx.Done():
-		}
-	}
-	close(work)
-	wg.Wait()
-	slices.SortFunc(obs.completions, time.Time.Compare)
-	if first != nil {
-		return fmt.Errorf("%d of %d executors failed, the first: %w", obs.failures, len(names), first)
-	}
-	return ctx.Err()
-}
-
-func (b *bench) playExecutor(ctx context.Context, cfg *rest.Config, ns, name string) error {
-	r, err := executor.NewReporter(cfg, ns, name)
-	if err != nil {
-		return err
-	}
-	r.Info = executor.RunInfo{Pod: podspec.PodName(name), Privilege: b.privilege}
-	started := time.Now()
-	if err := r.ReportRunning(ctx, started); err != nil {
-		return fmt.Errorf("reporting Running: %w", err)
-	}
-	outcome := executor.Decide(executor.Termination{ExitCode: 0, Reason: "Completed", StartedAt: started, FinishedAt: time.Now()},
-		executor.Collected{}, nil, 0)
-	if err := r.ReportTerminal(ctx, outcome); err != nil {
-		return fmt.Errorf("reporting %s: %w", outcome.Phase, err)
-	}
-	return nil
 }
