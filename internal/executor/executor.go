@@ -88,6 +88,9 @@ type Executor struct {
 	// Ready is called once the first look at /proc is done: from then on main cannot start
 	// unseen by the finder, so the startup probe may pass. Its error ends Run.
 	Ready func() error
+	// StopReady is called once the look for main has ended (main caught, or never to be): the
+	// probe passed before kubelet started main, and the port is main's to use from then on.
+	StopReady func() error
 	// Artifacts stores the output artifacts; nil when there are none.
 	Artifacts *ArtifactCollector
 	// Logs archives main's log while main runs, and gives the result; nil when the run does not
@@ -170,6 +173,7 @@ func New(o Options) (*Executor, error) {
 		Results:   logs,
 		Reporter:  reporter,
 		Ready:     ready.Signal,
+		StopReady: ready.Close,
 		Grace:     o.Grace,
 		Log:       o.Log,
 	}
@@ -340,6 +344,13 @@ func (e *Executor) findAndSecure(ctx context.Context) (*MainProcess, error) {
 	log := e.Log
 	findCtx, stop := e.untilMainTerminated(ctx)
 	defer stop()
+	if e.StopReady != nil {
+		defer func() {
+			if err := e.StopReady(); err != nil {
+				log.Error(err, "Could not stop listening for the startup probe")
+			}
+		}()
+	}
 	ready := false
 	pid, err := e.Finder.Find(findCtx, func() error {
 		if e.Ready != nil {

@@ -144,8 +144,9 @@ func TestRunMainCaught(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	readyCalls := 0
+	readyCalls, stopReadyCalls := 0, 0
 	e.Ready = func() error { readyCalls++; return nil }
+	e.StopReady = func() error { stopReadyCalls++; return nil }
 	e.Finder = findsAfterReady(42)
 	e.Securer = secureFunc(func(pid int) (*MainProcess, error) {
 		if pid != 42 {
@@ -157,6 +158,9 @@ func TestRunMainCaught(t *testing.T) {
 	reported := make(chan struct{})
 	rep.onRunning = func() { close(reported) }
 	e.Waiter = waitFunc(func(ctx context.Context, p *MainProcess) error {
+		if readyCalls != 1 || stopReadyCalls != 1 {
+			t.Errorf("while main runs: Ready called %d times, StopReady %d; want 1 and 1 (main may use the port)", readyCalls, stopReadyCalls)
+		}
 		<-reported // main runs a while, then exits within the second it started, says the kubelet
 		quick := terminated(0, "Completed")
 		quick.Terminated.FinishedAt = quick.Terminated.StartedAt

@@ -13,9 +13,11 @@ import (
 // the kubelet's own dial; an exec probe cost a `runc exec` and a second executor process per try
 // in the executor's CPU budget.
 //
-// The first connection is the probe that lets kubelet start main, so the port is closed right
-// after it and main may use it too. A restarted executor can find main already listening there:
-// the probe then passes against main's socket, and main is running, so Connected closes at once.
+// It accepts every connection until closed, and the executor closes it once it has caught main:
+// a connection accepted here may be one the kubelet had already given up on (its dial timed out
+// on a loaded node), so the first connection cannot be taken for the probe that passed. A
+// restarted executor can find main already listening on the port: the probe then passes against
+// main's socket, and main is running, so Connected closes at once.
 type ReadySignal struct {
 	// Addr is the address to listen on, host:port.
 	Addr string
@@ -26,8 +28,8 @@ type ReadySignal struct {
 	connected chan struct{}
 }
 
-// Connected is closed once a client (the startup probe) has connected, or when the port was
-// already taken (see ReadySignal).
+// Connected is closed once a client (the startup probe) has first connected, or when the port
+// was already taken (see ReadySignal): kubelet may start main from then on.
 func (r *ReadySignal) Connected() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -43,8 +45,7 @@ func (r *ReadySignal) connectedLocked() chan struct{} {
 	return r.connected
 }
 
-// Signal starts listening and accepts the first connection, then stops listening. A second
-// Signal does nothing.
+// Signal starts listening and accepts connections until Close. A second Signal does nothing.
 func (r *ReadySignal) Signal() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -62,13 +63,14 @@ func (r *ReadySignal) Signal() error {
 	}
 	r.ln = ln
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return // closed
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // closed
+			}
+			_ = c.Close()
+			r.once.Do(func() { close(connected) })
 		}
-		_ = r.Close()
-		_ = c.Close()
-		r.once.Do(func() { close(connected) })
 	}()
 	return nil
 }
@@ -94,7 +96,7 @@ func (r *ReadySignal) ListenAddr() string {
 	return r.ln.Addr().String()
 }
 
-// Close stops listening.
+// Close stops listening, freeing the port for main.
 func (r *ReadySignal) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
