@@ -58,10 +58,27 @@ type Client struct {
 	tm   *transfermanager.Client
 }
 
+// DialFunc opens the connection to the repository's endpoint in place of a plain TCP dial.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Option changes how NewClient reaches the repository.
+type Option func(*options)
+
+type options struct{ dial DialFunc }
+
+// WithDial makes every connection through dial (the command line's port-forward to an in-cluster
+// repository). Requests still name and sign for the endpoint, so the server checks what it
+// would check for a direct request.
+func WithDial(dial DialFunc) Option { return func(o *options) { o.dial = dial } }
+
 // NewClient builds a client for repo with its static Credentials (empty ones mean anonymous
 // requests). It does not contact the repository: the first call reports a bad endpoint or
 // credentials, as an error wrapping ErrUnreachable or ErrAccessDenied.
-func NewClient(ctx context.Context, repo Repository) (*Client, error) {
+func NewClient(ctx context.Context, repo Repository, opts ...Option) (*Client, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -79,6 +96,9 @@ func NewClient(ctx context.Context, repo Repository) (*Client, error) {
 		WithDialerOptions(func(d *net.Dialer) { d.Timeout = dialTimeout }).
 		WithTransportOptions(func(t *http.Transport) {
 			t.ResponseHeaderTimeout = responseHeaderTimeout
+			if o.dial != nil {
+				t.DialContext = o.dial
+			}
 			if t.TLSClientConfig == nil {
 				t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 			}

@@ -92,3 +92,20 @@ var _ = Describe("kubectl pnsflow", func() {
 		Expect(stdout).NotTo(ContainSubstring("\x1b["), "no colour when piped")
 	})
 })
+
+var _ = Describe("kubectl pnsflow logs of a Pod that is gone", func() {
+	It("reads main's log from the artifact repository, through a port-forward to the in-cluster SeaweedFS", func() {
+		ns := newNamespace("cli-archived", nil)
+		withArtifactCredentials(ns)
+		got, logs := archivingRun(ns, "gone", `for i in 1 2 3; do echo "line $i"; done`)
+		archived := archivedAfterPod(got, logs)
+		Expect(archived).To(HavePrefix("line 1\n"))
+
+		// The default repository's endpoint is the Service's cluster IP (quickstart sets it so),
+		// which the test machine cannot route to: the plugin must find the Service and forward.
+		stdout, stderr, code := pnsflowCLI(runTimeout, "-n", ns, "logs", got.Name)
+		Expect(code).To(Equal(0), "stderr: %s", stderr)
+		Expect(stdout).To(Equal(archived))
+		Expect(stderr).To(ContainSubstring("main's log follows from the artifact repository (" + logs.Key))
+	})
+})

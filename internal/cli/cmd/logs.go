@@ -1,9 +1,11 @@
 package cmd
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/cli/archive"
 	"github.com/pnsflow/pnsflow/internal/cli/exitcode"
 	"github.com/pnsflow/pnsflow/internal/cli/podlogs"
 	"github.com/pnsflow/pnsflow/internal/cli/runview"
@@ -41,8 +44,11 @@ func (a *app) logsCommand() *cobra.Command {
 step[item] (a retry adds /rN), in DAG order, then item, then attempt; --step keeps one step.
 -f follows: logs being written are interleaved line by line as they come, and StepRuns that
 start later are followed too, until the run has ended and every log has. When a Pod is gone
-(deleted with a cancel, a TTL or by hand) its log is gone with it: that is said on stderr,
-and the tail the executor kept (status.outputs.result, at most 8 KiB) is printed instead.`,
+(deleted with a cancel, a TTL or by hand) that is said on stderr, and main's log is read from
+the run's artifact repository when the executor archived it (spec.archiveLogs): the run's
+artifactRepositoryRef, else --artifact-repository, with the credentials of the Secret it
+names, through a port-forward when the repository is a cluster Service. Without an archive,
+the tail the executor kept (status.outputs.result, at most 8 KiB) is printed instead.`,
 		Example: `  kubectl pnsflow logs hello
   kubectl pnsflow logs hello-dag --step fan -f`,
 		Args: cobra.ExactArgs(1),
@@ -51,6 +57,7 @@ and the tail the executor kept (status.outputs.result, at most 8 KiB) is printed
 			if err != nil {
 				return err
 			}
+			defer a.disconnect()
 			var tail *int64
 			if f.tail >= 0 {
 				tail = &f.tail
@@ -76,6 +83,8 @@ and the tail the executor kept (status.outputs.result, at most 8 KiB) is printed
 	cmd.Flags().StringVar(&f.step, "step", "", "only this step's StepRuns (a WorkflowRun)")
 	cmd.Flags().BoolVarP(&f.follow, "follow", "f", false, "follow the logs as they are written, and StepRuns as they start")
 	cmd.Flags().Int64Var(&f.tail, "tail", -1, "only the last N lines of each log")
+	cmd.Flags().StringVar(&a.defaultRepo, "artifact-repository", archive.DefaultRepository.String(),
+		"the manager's default artifact repository ConfigMap (NAMESPACE/NAME), where archived logs of runs that name none are")
 	return cmd
 }
 
@@ -143,8 +152,8 @@ func (a *app) awaitStart(ctx context.Context, sr *v1alpha1.StepRun) (*v1alpha1.S
 	}
 }
 
-// readLog writes sr's log with prefix; a Pod that is gone is said on notes, and the log tail
-// the executor kept is written instead.
+// readLog writes sr's log with prefix; a Pod that is gone is said on notes, and the archived
+// log, else the log tail the executor kept, is written instead.
 func (a *app) readLog(ctx context.Context, sr *v1alpha1.StepRun, o podlogs.Options, out, notes *podlogs.Writer, prefix, step string) error {
 	rc, err := a.logs.Open(ctx, sr.Namespace, podlogs.PodName(sr), o)
 	switch {
@@ -152,6 +161,9 @@ func (a *app) readLog(ctx context.Context, sr *v1alpha1.StepRun, o podlogs.Optio
 		fresh := &v1alpha1.StepRun{}
 		if gerr := a.client.Get(ctx, client.ObjectKeyFromObject(sr), fresh); gerr == nil {
 			sr = fresh // the outputs were dropped from the copy held for ordering
+		}
+		if done, err := a.readArchived(ctx, sr, o, out, notes, prefix, step); done || err != nil {
+			return err
 		}
 		if err := notes.Line(prefix, step, podlogs.GoneNote(sr)); err != nil {
 			return err
@@ -165,6 +177,37 @@ func (a *app) readLog(ctx context.Context, sr *v1alpha1.StepRun, o podlogs.Optio
 	}
 	defer rc.Close()
 	return podlogs.Copy(rc, out, prefix, step)
+}
+
+// readArchived writes the log the executor archived, if it did; done says it began to. An
+// archive that cannot be read at all is said on notes and leaves done false, so the kept tail
+// is written instead; one that breaks midway is an error, since part of it was written.
+func (a *app) readArchived(ctx context.Context, sr *v1alpha1.StepRun, o podlogs.Options, out, notes *podlogs.Writer, prefix, step string) (done bool, err error) {
+	art := podlogs.ArchivedLog(sr)
+	if art == nil {
+		return false, nil
+	}
+	rc, err := a.archive.Open(ctx, sr, *art)
+	if err != nil {
+		return false, notes.Line(prefix, step, "cannot read the archived log: "+err.Error())
+	}
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 64*1024)
+	if _, err := br.Peek(1); err != nil && !errors.Is(err, io.EOF) {
+		return false, notes.Line(prefix, step, "cannot read the archived log: "+err.Error())
+	}
+	if err := notes.Line(prefix, step, podlogs.ArchivedNote(sr, art)); err != nil {
+		return true, err
+	}
+	if o.TailLines != nil {
+		err = podlogs.CopyTail(br, out, prefix, step, *o.TailLines)
+	} else {
+		err = podlogs.Copy(br, out, prefix, step)
+	}
+	if err != nil {
+		return true, fmt.Errorf("reading the archived log of %s: %w", sr.Name, err)
+	}
+	return true, nil
 }
 
 // entry is one StepRun of a WorkflowRun, held (without spec or outputs) while logs are ordered.

@@ -7,16 +7,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/cli/archive"
 	"github.com/pnsflow/pnsflow/internal/cli/podlogs"
 	"github.com/pnsflow/pnsflow/internal/cli/term"
 )
@@ -36,6 +39,9 @@ type Options struct {
 	Now func() time.Time
 	// Logs reads Pod logs; nil means the Pod log API of the cluster the flags select.
 	Logs podlogs.Source
+	// Archive reads archived logs; nil means each run's artifact repository, found and reached
+	// as internal/cli/archive does.
+	Archive podlogs.Archive
 	// Interrupts delivers Ctrl-C; nil means the process's SIGINT and SIGTERM.
 	Interrupts <-chan os.Signal
 	// Confirm asks the user a yes/no question; nil means asking on the terminal (/dev/tty),
@@ -56,6 +62,11 @@ type app struct {
 	scheme *runtime.Scheme
 	client client.WithWatch
 	logs   podlogs.Source
+	// archive reads archived logs; repos is it when it is the cluster's (closed by the command),
+	// and defaultRepo the manager's default repository ConfigMap it falls back on.
+	archive     podlogs.Archive
+	repos       *archive.Reader
+	defaultRepo string
 }
 
 // NewCommand is `kubectl pnsflow` with every subcommand.
@@ -131,15 +142,35 @@ func (a *app) connect() error {
 		return fmt.Errorf("connecting to the cluster: %w", err)
 	}
 	a.client = c
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("connecting to the cluster: %w", err)
+	}
 	a.logs = a.Options.Logs
 	if a.logs == nil {
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return fmt.Errorf("connecting to the cluster: %w", err)
-		}
 		a.logs = podlogs.Kube{Client: cs}
 	}
+	a.archive = a.Options.Archive
+	if a.archive == nil {
+		def := archive.DefaultRepository
+		if a.defaultRepo != "" {
+			ns, name, ok := strings.Cut(a.defaultRepo, "/")
+			if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+				return fmt.Errorf("--artifact-repository %q: want NAMESPACE/NAME", a.defaultRepo)
+			}
+			def = types.NamespacedName{Namespace: ns, Name: name}
+		}
+		a.repos = &archive.Reader{Client: c, REST: cfg, Clientset: cs, Default: def}
+		a.archive = a.repos
+	}
 	return nil
+}
+
+// disconnect ends what connect started that outlives a request (port-forwards).
+func (a *app) disconnect() {
+	if a.repos != nil {
+		a.repos.Close()
+	}
 }
 
 // namespace is -n, else the kubeconfig context's; explicit says whether -n was given.

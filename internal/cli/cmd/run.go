@@ -88,6 +88,7 @@ func (a *app) run(ctx context.Context, f *runFlags, name string, command []strin
 	if err := a.connect(); err != nil {
 		return err
 	}
+	defer a.disconnect()
 	ns, _, err := a.namespace()
 	if err != nil {
 		return err
@@ -200,27 +201,15 @@ type logNotOpened struct{ err error }
 func (e *logNotOpened) Error() string { return e.err.Error() }
 func (e *logNotOpened) Unwrap() error { return e.err }
 
-// printLog prints a finished run's whole log, or says why there is none.
+// printLog prints a finished run's whole log (from the archive when the Pod is gone and the
+// executor archived it), or says why there is none.
 func (a *app) printLog(ctx context.Context, sr *v1alpha1.StepRun, out *podlogs.Writer) error {
 	act, why := podlogs.Decide(sr)
 	if act != podlogs.Read {
 		a.notef("%s: no log: %s", sr.Name, why)
 		return nil
 	}
-	rc, err := a.logs.Open(ctx, sr.Namespace, podlogs.PodName(sr), podlogs.Options{})
-	switch {
-	case podlogs.IsGone(err):
-		a.notef("%s: %s", sr.Name, podlogs.GoneNote(sr))
-		if r := sr.Status.Outputs; r != nil && r.Result != nil {
-			return podlogs.Text(*r.Result, out, "", "")
-		}
-		return nil
-	case err != nil:
-		a.notef("warning: %v", err)
-		return nil
-	}
-	defer rc.Close()
-	return podlogs.Copy(rc, out, "", "")
+	return a.readLog(ctx, sr, podlogs.Options{}, out, podlogs.NewWriter(a.ErrOut, false), "", "")
 }
 
 // interrupted handles Ctrl-C: delete the run or leave it, and exit 130.

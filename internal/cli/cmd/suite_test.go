@@ -2,7 +2,8 @@ package cmd_test
 
 // The commands run against a real kube-apiserver and etcd (envtest), through a kubeconfig
 // file as kubectl would give them. No kubelet runs: the tests play the executor (they write
-// StepRun status as pns-executor does) and serve Pod logs from a fake log source; tests that
+// StepRun status as pns-executor does) and serve Pod logs from a fake log source (archived logs
+// from a real SeaweedFS, as the executor stores them); tests that
 // need the DAG to advance run the real manager, the others write a WorkflowRun's status as its
 // controller would.
 
@@ -41,6 +42,7 @@ import (
 	"github.com/pnsflow/pnsflow/internal/cli/term"
 	"github.com/pnsflow/pnsflow/internal/manager"
 	"github.com/pnsflow/pnsflow/internal/podspec"
+	"github.com/pnsflow/pnsflow/internal/testutil/seaweedfs"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -90,6 +92,7 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	defer os.Remove(kubeconfig)
+	defer seaweedfs.StopShared() // started by the first test that reads an archived log
 	return m.Run()
 }
 

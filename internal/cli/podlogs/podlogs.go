@@ -48,6 +48,29 @@ func (k Kube) Open(ctx context.Context, namespace, pod string, o Options) (io.Re
 	return rc, nil
 }
 
+// Archive opens an artifact a StepRun's executor stored in its artifact repository.
+type Archive interface {
+	Open(ctx context.Context, sr *v1alpha1.StepRun, a v1alpha1.ArtifactStatus) (io.ReadCloser, error)
+}
+
+// ArchivedLog is main's log as the executor archived it (spec.archiveLogs), or nil.
+func ArchivedLog(sr *v1alpha1.StepRun) *v1alpha1.ArtifactStatus {
+	if sr.Status.Outputs == nil {
+		return nil
+	}
+	for i, a := range sr.Status.Outputs.Artifacts {
+		if a.Name == v1alpha1.MainLogsArtifact {
+			return &sr.Status.Outputs.Artifacts[i]
+		}
+	}
+	return nil
+}
+
+// ArchivedNote says that a gone Pod's log comes from the artifact repository.
+func ArchivedNote(sr *v1alpha1.StepRun, a *v1alpha1.ArtifactStatus) string {
+	return fmt.Sprintf("pod %s is gone; main's log follows from the artifact repository (%s, %d bytes)", PodName(sr), a.Key, a.Size)
+}
+
 // IsGone reports whether opening a log failed because the Pod no longer exists.
 func IsGone(err error) bool { return apierrors.IsNotFound(err) }
 
@@ -191,6 +214,41 @@ func Copy(r io.Reader, lw *Writer, prefix, step string) error {
 			return fmt.Errorf("reading log: %w", err)
 		}
 	}
+}
+
+// CopyTail writes the last n lines of r through lw, holding no more than those n lines.
+func CopyTail(r io.Reader, lw *Writer, prefix, step string, n int64) error {
+	if n <= 0 {
+		_, err := io.Copy(io.Discard, r)
+		return err
+	}
+	ring := make([]string, 0, min(n, 1024))
+	next := 0 // where the next line goes once the ring is full
+	br := bufio.NewReaderSize(r, 64*1024)
+	for {
+		text, err := br.ReadString('\n')
+		if len(text) > 0 {
+			text = strings.TrimSuffix(text, "\n")
+			if int64(len(ring)) < n {
+				ring = append(ring, text)
+			} else {
+				ring[next] = text
+				next = (next + 1) % len(ring)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading log: %w", err)
+		}
+	}
+	for i := range ring {
+		if err := lw.Line(prefix, step, ring[(next+i)%len(ring)]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Text writes s (a log kept in status) through lw, line by line.

@@ -183,3 +183,46 @@ func TestOrderedStopsAtTheFirstError(t *testing.T) {
 		t.Errorf("err %v, stdout %q", err, stdout.String())
 	}
 }
+
+func TestCopyTailKeepsTheLastLinesWhateverTheirCount(t *testing.T) {
+	for _, c := range []struct {
+		name, in string
+		n        int64
+		want     string
+	}{
+		{"fewer lines than asked", "a\nb\n", 5, "a\nb\n"},
+		{"exactly as many", "a\nb\nc\n", 3, "a\nb\nc\n"},
+		{"more lines: the ring wraps", "1\n2\n3\n4\n5\n6\n7\n", 3, "5\n6\n7\n"},
+		{"a last line without newline counts", "1\n2\n3", 2, "2\n3\n"},
+		{"zero lines", "1\n2\n", 0, ""},
+		{"an empty log", "", 4, ""},
+		{"empty lines are lines", "a\n\n\nb\n", 3, "\n\nb\n"},
+	} {
+		var out bytes.Buffer
+		if err := CopyTail(strings.NewReader(c.in), NewWriter(&out, false), "", "", c.n); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if out.String() != c.want {
+			t.Errorf("%s: CopyTail(%q, %d) wrote %q, want %q", c.name, c.in, c.n, out.String(), c.want)
+		}
+	}
+}
+
+func TestArchivedLogIsTheMainLogsArtifact(t *testing.T) {
+	sr := MakeStepRun("s", "ns").Obj()
+	if ArchivedLog(sr) != nil {
+		t.Error("a run without outputs has an archived log")
+	}
+	sr.Status.Outputs = &v1alpha1.StepRunOutputs{Artifacts: []v1alpha1.ArtifactStatus{{Name: "tree", Key: "k/tree"}}}
+	if ArchivedLog(sr) != nil {
+		t.Error("a user's artifact was taken for main's log")
+	}
+	sr.Status.Outputs.Artifacts = append(sr.Status.Outputs.Artifacts, v1alpha1.ArtifactStatus{Name: v1alpha1.MainLogsArtifact, Key: "k/main-logs", Size: 12})
+	if a := ArchivedLog(sr); a == nil || a.Key != "k/main-logs" {
+		t.Errorf("ArchivedLog = %+v, want k/main-logs", a)
+	}
+	sr.Status.PodName = "s-pod"
+	if got, want := ArchivedNote(sr, ArchivedLog(sr)), "pod s-pod is gone; main's log follows from the artifact repository (k/main-logs, 12 bytes)"; got != want {
+		t.Errorf("ArchivedNote = %q, want %q", got, want)
+	}
+}
