@@ -53,7 +53,9 @@ type Stage struct {
 
 // Stages returns the stages whose two marks are both known, in order, given the run's creation
 // time. A stage whose end lies before its start by more than the one-second precision of the
-// Pod's timestamps is left out as impossible; one that does by less counts as zero.
+// Pod's timestamps is left out as impossible; one that does by up to a second counts as zero
+// (the kubelet's own start and exit of a short main can read 52 and 51: containerd stamps the
+// start after the process may have exited, and both are truncated to the second).
 func (t *StepRunTimings) Stages(created time.Time) []Stage {
 	if t == nil {
 		return nil
@@ -81,7 +83,7 @@ func (t *StepRunTimings) Stages(created time.Time) []Stage {
 			switch {
 			case d >= 0:
 				out = append(out, Stage{Name: m.name, Duration: d})
-			case d > -time.Second:
+			case d >= -time.Second:
 				out = append(out, Stage{Name: m.name, Duration: 0})
 			}
 		}

@@ -39,6 +39,12 @@ func TestStagesAreTheIntervalsBetweenKnownMarks(t *testing.T) {
 			&StepRunTimings{ExecutorStarted: MicroTimeOf(at(2400)), MainStarted: MicroTimeOf(at(2000))},
 			[]Stage{{StageMainStart, 0}},
 		},
+		"the kubelet's exit a truncated second before its start counts as zero": {
+			// containerd stamps a container's start when its start call returns, after a main
+			// as short as `true` may have exited: 51.998 and 52.003 read 51 and 52.
+			&StepRunTimings{MainStarted: MicroTimeOf(at(2000)), MainExited: MicroTimeOf(at(1000))},
+			[]Stage{{StageMain, 0}},
+		},
 		"an impossible interval is left out": {
 			&StepRunTimings{MainStarted: MicroTimeOf(at(5000)), MainExited: MicroTimeOf(at(1000)),
 				Reported: MicroTimeOf(at(5100))},
