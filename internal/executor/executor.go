@@ -228,6 +228,10 @@ func (e *Executor) Run(ctx context.Context) error {
 	// the deletion (PodDeleted) rather than an exit code the deletion caused.
 	work, cancelWork := withGrace(ctx, e.Grace, e.Pod.Deleting())
 	defer cancelWork()
+	// Collecting (artifacts, the log's archive, its tail) stops before the grace does, so the
+	// exit code is still reported when an upload outlasts it.
+	collect, cancelCollect := withGrace(ctx, collectGrace(e.Grace), e.Pod.Deleting())
+	defer cancelCollect()
 
 	var bg sync.WaitGroup
 	defer bg.Wait()
@@ -250,7 +254,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	var archived chan ArchivedLog
 	if e.Logs != nil {
 		archived = make(chan ArchivedLog, 1)
-		bg.Go(func() { archived <- e.Logs.Archive(work) })
+		bg.Go(func() { archived <- e.Logs.Archive(collect) })
 	}
 
 	proc, err := e.findAndSecure(ctx)
@@ -295,7 +299,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	collected := e.Collector.Collect(root)
 	if e.Artifacts != nil {
 		var f *Failure
-		collected.Artifacts, f = e.Artifacts.Collect(work, root)
+		collected.Artifacts, f = e.Artifacts.Collect(collect, root)
 		collected.Failure = worse(collected.Failure, f)
 	}
 	var result *string
@@ -312,7 +316,7 @@ func (e *Executor) Run(ctx context.Context) error {
 		log.Info("Collecting outputs failed", "reason", f.Reason, "message", f.Message)
 	}
 	if result == nil {
-		resultCtx, cancelResult := context.WithTimeout(work, resultTimeout)
+		resultCtx, cancelResult := context.WithTimeout(collect, resultTimeout)
 		if s, err := e.Results.Result(resultCtx); err != nil {
 			log.Error(err, "Could not read the tail of main's log")
 		} else {
@@ -479,6 +483,15 @@ func withGrace(parent context.Context, grace time.Duration, cut <-chan struct{})
 		stop()
 		cancel()
 	}
+}
+
+// reportReserve is the part of the grace kept for the terminal report: collecting stops that
+// long before the grace ends (a quarter of the grace when that is shorter).
+const reportReserve = 10 * time.Second
+
+// collectGrace is how long collecting may go on after SIGTERM, given the executor's grace.
+func collectGrace(grace time.Duration) time.Duration {
+	return grace - min(reportReserve, grace/4)
 }
 
 // ownCPU is the CPU time this process has used so far (user and system, every thread), zero

@@ -496,3 +496,59 @@ func TestWithGrace(t *testing.T) {
 		t.Fatal("the grace context ended while its parent lives")
 	}
 }
+
+// blockingResults reads main's log tail as slowly as an upload that outlasts the grace: it
+// returns only when its context ends.
+type blockingResults struct{}
+
+func (blockingResults) Result(ctx context.Context) (string, error) {
+	<-ctx.Done()
+	return "", ctx.Err()
+}
+
+// ctxReporter is a fakeReporter that also records whether the terminal report's context was
+// still live when it was sent.
+type ctxReporter struct {
+	*fakeReporter
+	liveAtTerminal bool
+}
+
+func (r *ctxReporter) ReportTerminal(ctx context.Context, o Outcome) error {
+	r.liveAtTerminal = ctx.Err() == nil
+	return r.fakeReporter.ReportTerminal(ctx, o)
+}
+
+func TestRunCollectingThatOutlastsTheGraceStillLeavesTimeToReportTheExitCode(t *testing.T) {
+	e, pod, _, rep := newTestExecutor(t)
+	cr := &ctxReporter{fakeReporter: rep}
+	e.Reporter, e.Results = cr, blockingResults{}
+	e.Grace = 400 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	e.Ready = func() error {
+		cancel() // SIGTERM as main ends ...
+		pod.set(terminated(7, "Error"))
+		return nil
+	}
+	if err := e.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !cr.liveAtTerminal {
+		t.Error("the terminal report was sent with the grace already over")
+	}
+	if o := rep.outcome; o == nil || o.ExitCode == nil || *o.ExitCode != 7 {
+		t.Errorf("outcome = %+v, want exit code 7", o)
+	}
+}
+
+func TestCollectGraceKeepsAPartOfTheGraceForTheReport(t *testing.T) {
+	for grace, want := range map[time.Duration]time.Duration{
+		DefaultGrace:           DefaultGrace - reportReserve,
+		40 * time.Second:       30 * time.Second,
+		8 * time.Second:        6 * time.Second,
+		400 * time.Millisecond: 300 * time.Millisecond,
+	} {
+		if got := collectGrace(grace); got != want {
+			t.Errorf("collectGrace(%s) = %s, want %s", grace, got, want)
+		}
+	}
+}
