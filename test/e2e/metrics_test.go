@@ -101,7 +101,12 @@ func scraper(ns string) metricsScrape {
 	DeferCleanup(func() { _ = k8s.Delete(ctx, binding) })
 	token, err := kubectl("-n", ns, "create", "token", "scraper")
 	Expect(err).NotTo(HaveOccurred(), token)
-	port := portForward("pnsflow-system", "svc/pnsflow-manager-metrics", 8443)
+	// The leader counts what finishes; the Service may pick the standby, whose counters never
+	// move (Prometheus scrapes each replica).
+	leader, err := managerLeader()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(leader).NotTo(BeEmpty(), "no manager holds the lease")
+	port := portForward(managerNamespace, "pod/"+leader, 8443)
 	return metricsScrape{
 		url:   "https://127.0.0.1:" + port + "/metrics",
 		token: strings.TrimSpace(token),
