@@ -93,12 +93,18 @@ func ClientFromEnv(ctx context.Context, repo executorconfig.Repository) (*Client
 	if err != nil {
 		return nil, err
 	}
-	c, err := NewClient(ctx, Repository{
-		Endpoint: repo.Endpoint, Bucket: repo.Bucket, Region: repo.Region, Insecure: repo.Insecure,
-		PathStyle: repo.PathStyle, KeyPrefix: repo.KeyPrefix, Credentials: creds,
-	})
+	c, err := NewClient(ctx, RepositoryOf(repo, creds))
 	if err != nil {
 		return nil, fmt.Errorf("artifact repository: %w", err)
 	}
 	return c, nil
+}
+
+// RepositoryOf is the repository a ConfigMap describes (executorconfig.ParseRepository), with
+// the credentials of its Secret.
+func RepositoryOf(repo executorconfig.Repository, creds Credentials) Repository {
+	return Repository{
+		Endpoint: repo.Endpoint, Bucket: repo.Bucket, Region: repo.Region, Insecure: repo.Insecure,
+		PathStyle: repo.PathStyle, KeyPrefix: repo.KeyPrefix, SecretName: repo.SecretName, Credentials: creds,
+	}
 }

@@ -40,6 +40,7 @@ type Reader struct {
 	Default types.NamespacedName
 
 	mu      sync.Mutex
+	repos   map[types.NamespacedName]executorconfig.Repository
 	clients map[repoKey]*artifact.Client
 	// routes holds each endpoint's way in (nil: direct), so runs of many namespaces that share
 	// a repository share one port-forward.
@@ -95,24 +96,19 @@ func (r *Reader) Close() {
 	for _, f := range r.fwds {
 		f.close()
 	}
-	r.fwds, r.clients, r.routes = nil, nil, nil
+	r.fwds, r.repos, r.clients, r.routes = nil, nil, nil, nil
 }
 
 // client is the repository client for sr, made on first use.
 func (r *Reader) client(ctx context.Context, sr *v1alpha1.StepRun) (*artifact.Client, error) {
 	ref := RepositoryRef(sr, r.Default)
-	cm := &corev1.ConfigMap{}
-	if err := r.Client.Get(ctx, ref, cm); err != nil {
-		return nil, fmt.Errorf("reading the artifact repository ConfigMap %s: %w", ref, err)
-	}
-	repo, err := executorconfig.ParseRepository(cm.Data)
-	if err != nil {
-		return nil, fmt.Errorf("artifact repository ConfigMap %s: %w", ref, err)
-	}
-	key := repoKey{configMap: ref, secret: types.NamespacedName{Namespace: sr.Namespace, Name: repo.SecretName}}
-
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	repo, err := r.repository(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	key := repoKey{configMap: ref, secret: types.NamespacedName{Namespace: sr.Namespace, Name: repo.SecretName}}
 	if c := r.clients[key]; c != nil {
 		return c, nil
 	}
@@ -134,10 +130,7 @@ func (r *Reader) client(ctx context.Context, sr *v1alpha1.StepRun) (*artifact.Cl
 	if dial != nil {
 		opts = append(opts, artifact.WithDial(dial))
 	}
-	c, err := artifact.NewClient(ctx, artifact.Repository{
-		Endpoint: repo.Endpoint, Bucket: repo.Bucket, Region: repo.Region, Insecure: repo.Insecure,
-		PathStyle: repo.PathStyle, KeyPrefix: repo.KeyPrefix, Credentials: creds,
-	}, opts...)
+	c, err := artifact.NewClient(ctx, artifact.RepositoryOf(repo, creds), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +139,26 @@ func (r *Reader) client(ctx context.Context, sr *v1alpha1.StepRun) (*artifact.Cl
 	}
 	r.clients[key] = c
 	return c, nil
+}
+
+// repository reads and parses the ConfigMap ref once: the StepRuns of a run share it.
+func (r *Reader) repository(ctx context.Context, ref types.NamespacedName) (executorconfig.Repository, error) {
+	if repo, ok := r.repos[ref]; ok {
+		return repo, nil
+	}
+	cm := &corev1.ConfigMap{}
+	if err := r.Client.Get(ctx, ref, cm); err != nil {
+		return executorconfig.Repository{}, fmt.Errorf("reading the artifact repository ConfigMap %s: %w", ref, err)
+	}
+	repo, err := executorconfig.ParseRepository(cm.Data)
+	if err != nil {
+		return executorconfig.Repository{}, fmt.Errorf("artifact repository ConfigMap %s: %w", ref, err)
+	}
+	if r.repos == nil {
+		r.repos = map[types.NamespacedName]executorconfig.Repository{}
+	}
+	r.repos[ref] = repo
+	return repo, nil
 }
 
 // credentials reads the repository's access key pair from its Secret, as the kubelet gives it to

@@ -10,6 +10,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 )
 
 // SplitEndpoint is a repository endpoint's host and port; the port defaults to the scheme's.
@@ -96,7 +97,7 @@ func BackendFor(svc *corev1.Service, port int32, slices []discoveryv1.EndpointSl
 // slicePort is the port sl's endpoints serve sp on: the slice's port of the same name.
 func slicePort(sl discoveryv1.EndpointSlice, sp *corev1.ServicePort) (int32, bool) {
 	for _, p := range sl.Ports {
-		if p.Port != nil && ptrOr(p.Name, "") == sp.Name {
+		if p.Port != nil && ptr.Deref(p.Name, "") == sp.Name {
 			return *p.Port, true
 		}
 	}
@@ -105,11 +106,4 @@ func slicePort(sl discoveryv1.EndpointSlice, sp *corev1.ServicePort) (int32, boo
 		return sp.TargetPort.IntVal, true
 	}
 	return 0, false
-}
-
-func ptrOr[T any](p *T, def T) T {
-	if p == nil {
-		return def
-	}
-	return *p
 }

@@ -199,21 +199,7 @@ func (lw *Writer) format(prefix, step, text string) string {
 // Copy writes every line of r through lw. A last line without a newline is written whole; a
 // line longer than any buffer is still one line.
 func Copy(r io.Reader, lw *Writer, prefix, step string) error {
-	br := bufio.NewReaderSize(r, 64*1024)
-	for {
-		text, err := br.ReadString('\n')
-		if len(text) > 0 {
-			if werr := lw.Line(prefix, step, strings.TrimSuffix(text, "\n")); werr != nil {
-				return werr
-			}
-		}
-		switch {
-		case errors.Is(err, io.EOF):
-			return nil
-		case err != nil:
-			return fmt.Errorf("reading log: %w", err)
-		}
-	}
+	return eachLine(r, func(text string) error { return lw.Line(prefix, step, text) })
 }
 
 // CopyTail writes the last n lines of r through lw, holding no more than those n lines.
@@ -224,24 +210,17 @@ func CopyTail(r io.Reader, lw *Writer, prefix, step string, n int64) error {
 	}
 	ring := make([]string, 0, min(n, 1024))
 	next := 0 // where the next line goes once the ring is full
-	br := bufio.NewReaderSize(r, 64*1024)
-	for {
-		text, err := br.ReadString('\n')
-		if len(text) > 0 {
-			text = strings.TrimSuffix(text, "\n")
-			if int64(len(ring)) < n {
-				ring = append(ring, text)
-			} else {
-				ring[next] = text
-				next = (next + 1) % len(ring)
-			}
+	err := eachLine(r, func(text string) error {
+		if int64(len(ring)) < n {
+			ring = append(ring, text)
+		} else {
+			ring[next] = text
+			next = (next + 1) % len(ring)
 		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("reading log: %w", err)
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for i := range ring {
 		if err := lw.Line(prefix, step, ring[(next+i)%len(ring)]); err != nil {
@@ -249,6 +228,26 @@ func CopyTail(r io.Reader, lw *Writer, prefix, step string, n int64) error {
 		}
 	}
 	return nil
+}
+
+// eachLine calls fn with every line of r, without its newline; a last line without one is a
+// line too. fn's error ends the read and is returned as is.
+func eachLine(r io.Reader, fn func(string) error) error {
+	br := bufio.NewReaderSize(r, 64*1024)
+	for {
+		text, err := br.ReadString('\n')
+		if len(text) > 0 {
+			if ferr := fn(strings.TrimSuffix(text, "\n")); ferr != nil {
+				return ferr
+			}
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return fmt.Errorf("reading log: %w", err)
+		}
+	}
 }
 
 // Text writes s (a log kept in status) through lw, line by line.
