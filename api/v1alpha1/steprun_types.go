@@ -420,6 +420,11 @@ type ArtifactStatus struct {
 	// +kubebuilder:validation:Enum=none;tgz
 	// +optional
 	Archive string `json:"archive,omitempty"`
+	// incomplete, when set, says why the object holds less than it should: main's log archive
+	// stops where the executor's grace ended while the kubelet was still serving the log.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Incomplete string `json:"incomplete,omitempty"`
 }
 
 // StepRun runs one container to completion in a Pod watched by the PNS executor.

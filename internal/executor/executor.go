@@ -232,6 +232,10 @@ func (e *Executor) Run(ctx context.Context) error {
 	// exit code is still reported when an upload outlasts it.
 	collect, cancelCollect := withGrace(ctx, collectGrace(e.Grace), e.Pod.Deleting())
 	defer cancelCollect()
+	// Reading main's log stops earlier still, so what was read of a log the kubelet serves
+	// slower than main wrote it is stored, not lost with the upload.
+	readLog, cancelReadLog := withGrace(ctx, collectGrace(collectGrace(e.Grace)), e.Pod.Deleting())
+	defer cancelReadLog()
 
 	var bg sync.WaitGroup
 	defer bg.Wait()
@@ -254,7 +258,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	var archived chan ArchivedLog
 	if e.Logs != nil {
 		archived = make(chan ArchivedLog, 1)
-		bg.Go(func() { archived <- e.Logs.Archive(collect) })
+		bg.Go(func() { archived <- e.Logs.Archive(collect, readLog) })
 	}
 
 	proc, err := e.findAndSecure(ctx)
@@ -486,7 +490,8 @@ func withGrace(parent context.Context, grace time.Duration, cut <-chan struct{})
 }
 
 // reportReserve is the part of the grace kept for the terminal report: collecting stops that
-// long before the grace ends (a quarter of the grace when that is shorter).
+// long before the grace ends (a quarter of the grace when that is shorter). Reading main's log
+// for its archive stops as much before collecting does, leaving the upload time to finish.
 const reportReserve = 10 * time.Second
 
 // collectGrace is how long collecting may go on after SIGTERM, given the executor's grace.

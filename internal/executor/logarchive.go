@@ -49,8 +49,10 @@ type ArchivedLog struct {
 
 // Archive follows main's log from its start to its end into the repository. A follow that
 // ends before main has (a dropped connection) is resumed from the last line's timestamp,
-// skipping the lines already stored.
-func (a *LogArchiver) Archive(ctx context.Context) ArchivedLog {
+// skipping the lines already stored. Reading stops when read ends, storing stops when ctx does:
+// a log still being served when read ends is stored as read so far, marked incomplete, rather
+// than lost with the step's report.
+func (a *LogArchiver) Archive(ctx, read context.Context) ArchivedLog {
 	fail := func(err error) ArchivedLog {
 		return ArchivedLog{Failure: &Failure{Phase: v1alpha1.StepRunError, Reason: v1alpha1.ReasonArtifactUploadFailed,
 			Message: fmt.Sprintf("archiving main's log as %s: %v", a.Key, err)}}
@@ -78,7 +80,13 @@ func (a *LogArchiver) Archive(ctx context.Context) ArchivedLog {
 	}()
 	// Buffered: a log of millions of short lines would otherwise cost a pipe hand-over each.
 	bw := bufio.NewWriterSize(io.MultiWriter(pw, tail), 64*1024)
-	copyErr := a.copyLog(ctx, bw)
+	started := time.Now()
+	copyErr := a.copyLog(ctx, read, bw)
+	incomplete := ""
+	if errors.Is(copyErr, errReadCut) {
+		incomplete = "the executor's grace ran out while the kubelet was still serving main's log: the archive holds what was read until then"
+		copyErr = nil
+	}
 	if copyErr == nil {
 		if err := bw.Flush(); err != nil {
 			copyErr = errUploadStopped
@@ -92,17 +100,24 @@ func (a *LogArchiver) Archive(ctx context.Context) ArchivedLog {
 	case up.err != nil:
 		return fail(up.err)
 	}
+	logr.FromContextOrDiscard(ctx).Info("Archived main's log", "key", a.Key, "bytes", up.size,
+		"took", time.Since(started).Round(time.Millisecond).String(), "incomplete", incomplete != "")
 	return ArchivedLog{
 		Artifact: &v1alpha1.ArtifactStatus{Name: v1alpha1.MainLogsArtifact, Key: a.Key, Size: up.size, SHA256: up.sum,
-			Archive: executorconfig.ArchiveNone},
+			Archive: executorconfig.ArchiveNone, Incomplete: incomplete},
 		Result: tailText(tail, max),
 	}
 }
 
-var errUploadStopped = errors.New("the upload stopped reading")
+var (
+	errUploadStopped = errors.New("the upload stopped reading")
+	// errReadCut: reading stopped at its deadline while storing may still go on.
+	errReadCut = errors.New("reading main's log ran out of time")
+)
 
-// copyLog writes main's log, without the timestamps, to w until the follow ends with main.
-func (a *LogArchiver) copyLog(ctx context.Context, w io.Writer) error {
+// copyLog writes main's log, without the timestamps, to w until the follow ends with main, or
+// until read ends (errReadCut when ctx has not).
+func (a *LogArchiver) copyLog(ctx, read context.Context, w io.Writer) error {
 	retries, backoff := a.Retries, a.Backoff
 	if retries <= 0 {
 		retries = 5
@@ -119,13 +134,15 @@ func (a *LogArchiver) copyLog(ctx context.Context, w io.Writer) error {
 		if t := last.time(); !t.IsZero() {
 			since = &metav1.Time{Time: t}
 		}
-		err := a.followOnce(ctx, since, w, &last)
+		err := a.followOnce(read, since, w, &last)
 		switch {
 		case errors.Is(err, errUploadStopped), ctx.Err() != nil:
 			return err
+		case read.Err() != nil:
+			return errReadCut
 		case err == nil && afterMain:
 			return nil
-		case err == nil && a.ended(ctx, backoff):
+		case err == nil && a.ended(read, backoff):
 			// The kubelet ends a follow as soon as it sees main exited, which can be before the
 			// runtime has written main's last lines to the file: one more read takes them.
 			afterMain = true
@@ -139,8 +156,11 @@ func (a *LogArchiver) copyLog(ctx context.Context, w io.Writer) error {
 			log.Info("Main's log ended while main runs; resuming", "after", string(last.raw))
 		}
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-read.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return errReadCut
 		case <-time.After(backoff):
 		}
 	}
@@ -225,6 +245,10 @@ func (a *LogArchiver) followOnce(ctx context.Context, since *metav1.Time, w io.W
 	atLineStart, skipping := true, false
 	for {
 		raw, err := r.ReadSlice('\n')
+		if broken(err) && atLineStart && !bytes.HasSuffix(raw, []byte{'\n'}) {
+			// A line the stream broke in: not stored, so a resumed follow sends it whole.
+			raw = nil
+		}
 		if chunk := raw; len(chunk) > 0 {
 			if atLineStart {
 				if ts, rest, ok := splitTimestamp(chunk); ok {
@@ -250,6 +274,11 @@ func (a *LogArchiver) followOnce(ctx context.Context, since *metav1.Time, w io.W
 			return err
 		}
 	}
+}
+
+// broken: the stream ended with an error rather than cleanly or at a full buffer.
+func broken(err error) bool {
+	return err != nil && !errors.Is(err, bufio.ErrBufferFull) && !errors.Is(err, io.EOF)
 }
 
 // splitTimestamp splits the kubelet's "<RFC 3339 time> " prefix off a log line; it checks the

@@ -71,7 +71,7 @@ func TestArchivedLogIsTheLogWithoutTimestamps(t *testing.T) {
 	// Once main has ended, the log is read once more from its last line's second: all of it here.
 	f := &scriptedFollower{streams: []followStream{{text: text}, {text: text}}}
 	up := &recordingUploader{}
-	got := archiver(f, up, true).Archive(context.Background())
+	got := archiver(f, up, true).Archive(context.Background(), context.Background())
 	if got.Failure != nil {
 		t.Fatalf("failure: %+v", got.Failure)
 	}
@@ -101,7 +101,7 @@ func TestABrokenFollowResumesWithoutLosingOrRepeatingLines(t *testing.T) {
 		{text: line(2500, "d")},
 	}}
 	up := &recordingUploader{}
-	got := archiver(f, up, true).Archive(context.Background())
+	got := archiver(f, up, true).Archive(context.Background(), context.Background())
 	if got.Failure != nil {
 		t.Fatalf("failure: %+v", got.Failure)
 	}
@@ -120,7 +120,7 @@ func TestLinesWrittenAfterTheKubeletEndedTheFollowAreArchived(t *testing.T) {
 		{text: line(1200, "b") + line(1300, "c") + line(2100, "d")},
 	}}
 	up := &recordingUploader{}
-	if got := archiver(f, up, true).Archive(context.Background()); got.Failure != nil || got.Result != "a\nb\nc\nd\n" {
+	if got := archiver(f, up, true).Archive(context.Background(), context.Background()); got.Failure != nil || got.Result != "a\nb\nc\nd\n" {
 		t.Fatalf("got %+v", got)
 	}
 	if stored := string(up.objects["ns/run/main-logs"]); stored != "a\nb\nc\nd\n" {
@@ -135,7 +135,7 @@ func TestAResumedFollowKeepsLinesThatShareTheLastStoredLinesTime(t *testing.T) {
 		{text: line(9, "f")},
 	}}
 	up := &recordingUploader{}
-	if got := archiver(f, up, true).Archive(context.Background()); got.Failure != nil {
+	if got := archiver(f, up, true).Archive(context.Background(), context.Background()); got.Failure != nil {
 		t.Fatalf("failure: %+v", got.Failure)
 	}
 	if stored := string(up.objects["ns/run/main-logs"]); stored != "a\nb\nc\nd\ne\nf\n" {
@@ -155,7 +155,7 @@ func TestAFollowEndingWhileMainRunsIsResumed(t *testing.T) {
 		}
 		return nil
 	}
-	if got := a.Archive(context.Background()); got.Failure != nil {
+	if got := a.Archive(context.Background(), context.Background()); got.Failure != nil {
 		t.Fatalf("failure: %+v", got.Failure)
 	}
 	if stored := string(up.objects["ns/run/main-logs"]); stored != "first\nsecond\n" {
@@ -172,7 +172,7 @@ func TestLongLinesAndLargeLogsStayWholeAndTheResultIsTheTail(t *testing.T) {
 	}
 	f := &scriptedFollower{streams: []followStream{{text: b.String()}, {text: b.String()}}}
 	up := &recordingUploader{}
-	got := archiver(f, up, true).Archive(context.Background())
+	got := archiver(f, up, true).Archive(context.Background(), context.Background())
 	if got.Failure != nil {
 		t.Fatalf("failure: %+v", got.Failure)
 	}
@@ -189,14 +189,94 @@ func TestALogThatCannotBeFollowedFailsTheRunAsAnUnstoredArtifact(t *testing.T) {
 	f := &scriptedFollower{streams: []followStream{{err: errors.New("boom")}, {err: errors.New("boom")}, {err: errors.New("boom")}}}
 	a := archiver(f, &recordingUploader{}, true)
 	a.Retries = 2
-	got := a.Archive(context.Background())
+	got := a.Archive(context.Background(), context.Background())
 	if got.Failure == nil || got.Failure.Phase != v1alpha1.StepRunError || got.Failure.Reason != v1alpha1.ReasonArtifactUploadFailed ||
 		!strings.Contains(got.Failure.Message, "boom") || got.Artifact != nil {
 		t.Errorf("got %+v, want Error/ArtifactUploadFailed with the cause", got)
 	}
 	up := &recordingUploader{err: errors.New("repository down")}
-	got = archiver(&scriptedFollower{streams: []followStream{{text: line(0, "x")}, {text: line(0, "x")}}}, up, true).Archive(context.Background())
+	got = archiver(&scriptedFollower{streams: []followStream{{text: line(0, "x")}, {text: line(0, "x")}}}, up, true).Archive(context.Background(), context.Background())
 	if got.Failure == nil || !strings.Contains(got.Failure.Message, "repository down") {
 		t.Errorf("a failed upload: got %+v", got)
+	}
+}
+
+// servingFollower serves its text, then holds the stream open as the kubelet does for a log it
+// is still reading, until the follow's context ends; blocked closes once the text is read.
+type servingFollower struct {
+	text    string
+	blocked chan struct{}
+}
+
+func (f *servingFollower) Follow(ctx context.Context, _ *metav1.Time) (io.ReadCloser, error) {
+	return io.NopCloser(io.MultiReader(strings.NewReader(f.text), &heldOpen{ctx: ctx, blocked: f.blocked})), nil
+}
+
+type heldOpen struct {
+	ctx     context.Context
+	blocked chan struct{}
+}
+
+func (h *heldOpen) Read([]byte) (int, error) {
+	close(h.blocked)
+	<-h.ctx.Done()
+	return 0, h.ctx.Err()
+}
+
+func TestALogStillServedWhenReadingEndsIsStoredAsReadAndMarkedIncomplete(t *testing.T) {
+	f := &servingFollower{text: line(0, "one") + line(1, "two"), blocked: make(chan struct{})}
+	up := &recordingUploader{}
+	read, stopReading := context.WithCancel(context.Background())
+	go func() {
+		<-f.blocked
+		stopReading()
+	}()
+	got := archiver(f, up, false).Archive(context.Background(), read)
+	if got.Failure != nil {
+		t.Fatalf("failure: %+v, want what was read stored", got.Failure)
+	}
+	if stored := string(up.objects["ns/run/main-logs"]); stored != "one\ntwo\n" || got.Result != stored {
+		t.Errorf("stored %q, result %q; want the lines read", stored, got.Result)
+	}
+	if a := got.Artifact; a == nil || a.Size != 8 || !strings.Contains(a.Incomplete, "grace ran out") {
+		t.Errorf("artifact %+v, want it marked incomplete", a)
+	}
+}
+
+func TestALogStoredWholeIsNotMarkedIncomplete(t *testing.T) {
+	f := &scriptedFollower{streams: []followStream{{text: line(0, "x")}, {text: line(0, "x")}}}
+	got := archiver(f, &recordingUploader{}, true).Archive(context.Background(), context.Background())
+	if got.Artifact == nil || got.Artifact.Incomplete != "" {
+		t.Errorf("artifact %+v, want it complete", got.Artifact)
+	}
+}
+
+func TestAStoppedStoreFailsEvenWhenReadingStoppedToo(t *testing.T) {
+	// The Pod was deleted: both end at once, and nothing may be reported as stored.
+	f := &servingFollower{text: line(0, "one"), blocked: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-f.blocked
+		cancel()
+	}()
+	got := archiver(f, &recordingUploader{}, false).Archive(ctx, ctx)
+	if got.Failure == nil || got.Failure.Reason != v1alpha1.ReasonArtifactUploadFailed || got.Artifact != nil {
+		t.Errorf("got %+v, want Error/ArtifactUploadFailed", got)
+	}
+}
+
+func TestALineTheStreamBrokeInIsStoredOnceAndWhole(t *testing.T) {
+	partial := line(1200, "second half")
+	f := &scriptedFollower{streams: []followStream{
+		{text: line(100, "first") + partial[:len(partial)-6], err: errors.New("connection reset by peer")},
+		{text: line(100, "first") + partial + line(1300, "third")},
+		{text: line(1300, "third")},
+	}}
+	up := &recordingUploader{}
+	if got := archiver(f, up, true).Archive(context.Background(), context.Background()); got.Failure != nil {
+		t.Fatalf("failure: %+v", got.Failure)
+	}
+	if stored := string(up.objects["ns/run/main-logs"]); stored != "first\nsecond half\nthird\n" {
+		t.Errorf("stored %q, want each line once and whole", stored)
 	}
 }

@@ -28,12 +28,14 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 	"github.com/pnsflow/pnsflow/internal/manager"
 	. "github.com/pnsflow/pnsflow/internal/testutil"
 )
@@ -293,6 +295,10 @@ func dumpNamespace(ns string) {
 			GinkgoWriter.Printf("pod %s phase=%s reason=%s deleting=%v containers=%s\n", p.Name,
 				p.Status.Phase, p.Status.Reason, p.DeletionTimestamp != nil, strings.Join(cs, " "))
 		}
+		// The executor's own account, for the first few Pods: a fan-out's would drown the dump.
+		for _, p := range pods.Items[:min(3, len(pods.Items))] {
+			dumpExecutorLog(p.Namespace, p.Name)
+		}
 	}
 	events := &corev1.EventList{}
 	if err := k8s.List(context.Background(), events, client.InNamespace(ns)); err == nil {
@@ -301,4 +307,19 @@ func dumpNamespace(ns string) {
 				e.InvolvedObject.Name, e.Reason, e.Message)
 		}
 	}
+}
+
+// dumpExecutorLog prints the last lines the executor of a Pod logged.
+func dumpExecutorLog(ns, pod string) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return
+	}
+	raw, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{
+		Container: executorconfig.ExecutorContainer, TailLines: new(int64(40))}).DoRaw(context.Background())
+	if err != nil {
+		GinkgoWriter.Printf("executor log of %s: %v\n", pod, err)
+		return
+	}
+	GinkgoWriter.Printf("executor log of %s (last 40 lines):\n%s\n", pod, raw)
 }

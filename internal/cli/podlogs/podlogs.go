@@ -68,7 +68,11 @@ func ArchivedLog(sr *v1alpha1.StepRun) *v1alpha1.ArtifactStatus {
 
 // ArchivedNote says that a gone Pod's log comes from the artifact repository.
 func ArchivedNote(sr *v1alpha1.StepRun, a *v1alpha1.ArtifactStatus) string {
-	return fmt.Sprintf("pod %s is gone; main's log follows from the artifact repository (%s, %d bytes)", PodName(sr), a.Key, a.Size)
+	note := fmt.Sprintf("pod %s is gone; main's log follows from the artifact repository (%s, %d bytes)", PodName(sr), a.Key, a.Size)
+	if a.Incomplete != "" {
+		note += "; it is incomplete: " + a.Incomplete
+	}
+	return note
 }
 
 // IsGone reports whether opening a log failed because the Pod no longer exists.

@@ -225,4 +225,9 @@ func TestArchivedLogIsTheMainLogsArtifact(t *testing.T) {
 	if got, want := ArchivedNote(sr, ArchivedLog(sr)), "pod s-pod is gone; main's log follows from the artifact repository (k/main-logs, 12 bytes)"; got != want {
 		t.Errorf("ArchivedNote = %q, want %q", got, want)
 	}
+	incomplete := *ArchivedLog(sr)
+	incomplete.Incomplete = "the grace ran out"
+	if got, want := ArchivedNote(sr, &incomplete), "pod s-pod is gone; main's log follows from the artifact repository (k/main-logs, 12 bytes); it is incomplete: the grace ran out"; got != want {
+		t.Errorf("ArchivedNote of an incomplete archive = %q, want %q", got, want)
+	}
 }
