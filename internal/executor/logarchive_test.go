@@ -133,4 +133,3 @@ func TestAStoppedStoreFailsEvenWhenReadingStoppedToo(t *testing.T) {
 		t.Errorf("got %+v, want Error/ArtifactUploadFailed", got)
 	}
 }
-
