@@ -155,7 +155,7 @@ func (a *app) awaitStart(ctx context.Context, sr *v1alpha1.StepRun) (*v1alpha1.S
 // readLog writes sr's log with prefix; a Pod that is gone is said on notes, and the archived
 // log, else the log tail the executor kept, is written instead.
 func (a *app) readLog(ctx context.Context, sr *v1alpha1.StepRun, o podlogs.Options, out, notes *podlogs.Writer, prefix, step string) error {
-	rc, err := a.logs.Open(ctx, sr.Namespace, podlogs.PodName(sr), o)
+	rc, err := a.openLog(ctx, sr.Namespace, podlogs.PodName(sr), o)
 	switch {
 	case podlogs.IsGone(err):
 		fresh := &v1alpha1.StepRun{}
@@ -177,6 +177,14 @@ func (a *app) readLog(ctx context.Context, sr *v1alpha1.StepRun, o podlogs.Optio
 	}
 	defer rc.Close()
 	return podlogs.Copy(rc, out, prefix, step)
+}
+
+// openLog opens main's log; a follow resumes where the API server or kubelet cut it.
+func (a *app) openLog(ctx context.Context, namespace, pod string, o podlogs.Options) (io.ReadCloser, error) {
+	if o.Follow {
+		return podlogs.Follow(ctx, a.logs, namespace, pod, o.TailLines)
+	}
+	return a.logs.Open(ctx, namespace, pod, o)
 }
 
 // readArchived writes the log the executor archived, if it did; done says it began to. An

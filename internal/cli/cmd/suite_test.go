@@ -285,12 +285,29 @@ func (f *fakeLogs) Open(_ context.Context, _, pod string, o podlogs.Options) (io
 	if !ok {
 		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, pod)
 	}
+	lines := strings.SplitAfter(strings.TrimSuffix(text, "\n"), "\n")
+	first := 0
 	if o.TailLines != nil {
-		lines := strings.SplitAfter(strings.TrimSuffix(text, "\n"), "\n")
-		text = strings.Join(lines[max(0, len(lines)-int(*o.TailLines)):], "") + "\n"
+		first = max(0, len(lines)-int(*o.TailLines))
 	}
-	return io.NopCloser(strings.NewReader(text)), nil
+	var b strings.Builder
+	for i := first; i < len(lines); i++ {
+		// Line i was written at t0 + i ms; sinceTime selects from its second on, as the kubelet.
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		if o.SinceTime != nil && at.Before(o.SinceTime.Truncate(time.Second)) {
+			continue
+		}
+		if o.Timestamps {
+			b.WriteString(at.Format(time.RFC3339Nano) + " ")
+		}
+		b.WriteString(strings.TrimSuffix(lines[i], "\n") + "\n")
+	}
+	return io.NopCloser(strings.NewReader(b.String())), nil
 }
+
+// MainEnded: main has ended once its log's text is served, or the stream the test writes is
+// closed (a follow then ends for good).
+func (f *fakeLogs) MainEnded(context.Context, string, string) (bool, error) { return true, nil }
 
 // report ends (or starts) a StepRun as its executor would.
 func report(t *testing.T, ns, name string, phase v1alpha1.StepRunPhase, exit *int32, outputs map[string]string, mutate ...func(*v1alpha1.StepRunStatus)) {

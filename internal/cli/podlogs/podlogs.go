@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
@@ -24,15 +25,21 @@ import (
 // MainContainer is the name of the user's container in a StepRun's Pod.
 const MainContainer = "main"
 
-// Options select what part of a log to read.
+// Options select what part of a log to read, and how.
 type Options struct {
 	Follow    bool
 	TailLines *int64
+	// Timestamps prefixes each line with its RFC 3339 time, as the kubelet does.
+	Timestamps bool
+	// SinceTime starts at the lines of that second.
+	SinceTime *metav1.Time
 }
 
-// Source opens main's log in a Pod.
+// Source reads main's log in a Pod, and says whether main has ended.
 type Source interface {
 	Open(ctx context.Context, namespace, pod string, o Options) (io.ReadCloser, error)
+	// MainEnded reports whether main has ended; a Pod that is gone has.
+	MainEnded(ctx context.Context, namespace, pod string) (bool, error)
 }
 
 // Kube reads logs from the API server (which asks the kubelet).
@@ -40,12 +47,30 @@ type Kube struct{ Client kubernetes.Interface }
 
 // Open streams main's log.
 func (k Kube) Open(ctx context.Context, namespace, pod string, o Options) (io.ReadCloser, error) {
-	req := k.Client.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{Container: MainContainer, Follow: o.Follow, TailLines: o.TailLines})
+	req := k.Client.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{Container: MainContainer,
+		Follow: o.Follow, TailLines: o.TailLines, Timestamps: o.Timestamps, SinceTime: o.SinceTime})
 	rc, err := req.Stream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the log of pod %s: %w", pod, err)
 	}
 	return rc, nil
+}
+
+// MainEnded reads the Pod's status of main.
+func (k Kube) MainEnded(ctx context.Context, namespace, pod string) (bool, error) {
+	p, err := k.Client.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
+	switch {
+	case IsGone(err):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("reading pod %s: %w", pod, err)
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == MainContainer {
+			return cs.State.Terminated != nil, nil
+		}
+	}
+	return false, nil
 }
 
 // Archive opens an artifact a StepRun's executor stored in its artifact repository.
