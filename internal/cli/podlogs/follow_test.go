@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,22 +33,13 @@ func (s *scriptedSource) Open(_ context.Context, _, pod string, o Options) (io.R
 	}
 	st := s.follows[0]
 	s.follows = s.follows[1:]
-	return io.NopCloser(io.MultiReader(strings.NewReader(st.Text), failing{st.Err})), nil
+	return st.Open(), nil
 }
 
 func (s *scriptedSource) MainEnded(context.Context, string, string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.opened) >= s.endedAfter || s.gone, nil
-}
-
-type failing struct{ err error }
-
-func (f failing) Read([]byte) (int, error) {
-	if f.err == nil {
-		return 0, io.EOF
-	}
-	return 0, f.err
 }
 
 func readFollow(t *testing.T, src Source, tail *int64) (string, error) {

@@ -35,7 +35,12 @@ func (s *Scripted) Follow(_ context.Context, since *metav1.Time) (io.ReadCloser,
 	}
 	st := s.Streams[0]
 	s.Streams = s.Streams[1:]
-	return io.NopCloser(io.MultiReader(strings.NewReader(st.Text), endReader{st.Err})), nil
+	return st.Open(), nil
+}
+
+// Open serves the stream: its text, then its end.
+func (st Stream) Open() io.ReadCloser {
+	return io.NopCloser(io.MultiReader(strings.NewReader(st.Text), endReader{st.Err}))
 }
 
 // Since is the since of each follow so far, nil for one from the start.
