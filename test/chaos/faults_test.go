@@ -167,11 +167,18 @@ func apiServerKilled() {
 	// that most of those in flight end while the API server is down.
 	Expect(createRetrying(fanOut(ns, "fan", items, parallelism, "sleep 5"))).To(Succeed())
 	b := t.start(valueRuns(ns, "run", runs, "sleep 6"), inFlightRuns)
+	// A log followed across the kill, in a namespace of its own so that the table's timings are
+	// the runs' alone.
+	logNS := newNamespace("apiserver-logs")
+	Expect(createRetrying(countingStep(logNS, "counted"))).To(Succeed())
+	followed := followLogs(logNS, "counted")
 
-	By("waiting for StepRuns and fan-out items in flight")
+	By("waiting for StepRuns and fan-out items in flight, and the followed log under way")
 	Expect(t.waitUntil(4*time.Minute, "runs Running", func() bool {
 		return t.countLocked(b.names, isRunning) >= 2 && t.countWorkflowLocked("fan", isRunning) >= 2
 	})).To(Succeed())
+	Eventually(followed.printed).WithTimeout(3*time.Minute).Should(ContainSubstring("line-1\n"), "kubectl pnsflow logs -f printed main's first line")
+	Expect(followed.printed()).NotTo(ContainSubstring(fmt.Sprintf("line-%d\n", countedLines)), "the followed log is still being written at the kill")
 	before := currentManager()
 
 	By("killing kube-apiserver with SIGKILL; kubelet restarts its static Pod")
@@ -219,6 +226,11 @@ func apiServerKilled() {
 	})
 	expectValues(srs)
 	expectFanOut(wf, attempts, items)
+
+	By("kubectl pnsflow logs -f printed the counting step's every line once, across the kill")
+	stdout, stderr, err := followed.wait(6 * time.Minute)
+	Expect(err).NotTo(HaveOccurred(), "kubectl pnsflow logs -f: %s", stderr)
+	expectCounted(stdout)
 }
 
 func managerDeleted() {

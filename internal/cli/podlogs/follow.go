@@ -13,6 +13,10 @@ import (
 	"github.com/pnsflow/pnsflow/internal/logfollow"
 )
 
+// followRetries bounds the reconnections after errors, a second apart: an API server restart
+// takes tens of seconds.
+const followRetries = 60
+
 // errMainRuns: the follow ended while main still runs (the API server or kubelet cut it).
 var errMainRuns = errors.New("main is still running")
 
@@ -26,7 +30,7 @@ func Follow(ctx context.Context, src Source, namespace, pod string, tail *int64)
 		return nil, err
 	}
 	o := &resumer{src: src, namespace: namespace, pod: pod, tail: tail, first: first}
-	f := logfollow.Follower{Logs: o, Terminated: func(ctx context.Context) error {
+	f := logfollow.Follower{Logs: o, Retries: followRetries, Terminated: func(ctx context.Context) error {
 		ended, err := src.MainEnded(ctx, namespace, pod)
 		switch {
 		case err != nil:
