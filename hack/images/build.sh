@@ -47,12 +47,13 @@ finish() {
 }
 
 # go_binary NAME: a static binary from ./cmd/NAME into its build context. GO_LDFLAGS="" keeps
-# the symbol tables (for perf on the node); the default strips them.
+# the symbol tables (for perf on the node); the default strips them. No -trimpath: built as
+# `make test` builds (CGO_ENABLED=0, the Makefile's), every package comes from its build cache.
 go_binary() {
   local name="$1" ctx="${IMAGES_DIR}/$1"
   mkdir -p "$ctx"
   log "go build ./cmd/${name} (CGO_ENABLED=0, static)"
-  (cd "${ROOT}" && CGO_ENABLED=0 go build -trimpath -ldflags "${GO_LDFLAGS--s -w}" -o "${ctx}/${name}" "./cmd/${name}")
+  (cd "${ROOT}" && CGO_ENABLED=0 go build -ldflags "${GO_LDFLAGS--s -w}" -o "${ctx}/${name}" "./cmd/${name}")
 }
 
 build_go_image() {

@@ -171,13 +171,15 @@ func docker(args ...string) {
 	ExpectWithOffset(1, err).NotTo(HaveOccurred(), "docker %v: %s", args, out)
 }
 
-// restartNode starts a stopped kind node, waits for it to be Ready and reconnects the Pod
-// networks (its routes went with it).
+// restartNode starts a stopped kind node, waits for it to be Ready, reconnects the Pod networks
+// (its routes went with it) and checks that its Pods reach the artifact repository.
 func restartNode(name string) {
 	docker("start", name)
 	EventuallyWithOffset(1, func() bool { return nodeReady(name) }).WithTimeout(3 * time.Minute).Should(BeTrue())
 	out, err := exec.CommandContext(ctx, filepath.Join("..", "..", "hack", "kind", "network.sh")).CombinedOutput()
 	ExpectWithOffset(1, err).NotTo(HaveOccurred(), "hack/kind/network.sh: %s", out)
+	GinkgoWriter.Printf("hack/kind/network.sh after restarting %s:\n%s", name, out)
+	expectRepositoryReachableFrom(name)
 }
 
 var _ = Describe("Placement on a multi-node cluster", func() {

@@ -165,6 +165,7 @@ var _ = AfterEach(func() {
 	for _, ns := range specNamespaces {
 		dumpNamespace(ns)
 	}
+	dumpNetwork()
 })
 
 // newNamespace makes a namespace for one case, deleted when the case ends.
@@ -292,8 +293,8 @@ func dumpNamespace(ns string) {
 				cs = append(cs, fmt.Sprintf("%s{running=%v waiting=%v terminated=%v restarts=%d}", c.Name,
 					c.State.Running != nil, c.State.Waiting, c.State.Terminated, c.RestartCount))
 			}
-			GinkgoWriter.Printf("pod %s phase=%s reason=%s deleting=%v containers=%s\n", p.Name,
-				p.Status.Phase, p.Status.Reason, p.DeletionTimestamp != nil, strings.Join(cs, " "))
+			GinkgoWriter.Printf("pod %s node=%s ip=%s phase=%s reason=%s deleting=%v containers=%s\n", p.Name, p.Spec.NodeName,
+				p.Status.PodIP, p.Status.Phase, p.Status.Reason, p.DeletionTimestamp != nil, strings.Join(cs, " "))
 		}
 		// The executor's own account, for the first few Pods: a fan-out's would drown the dump.
 		for _, p := range pods.Items[:min(3, len(pods.Items))] {
