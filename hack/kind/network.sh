@@ -8,8 +8,9 @@
 # The local node image bakes in a bridge CNI config for 10.244.0.0/24. For every node this
 #   1. rewrites that config to the node's own spec.podCIDR (before any Pod network is used on a
 #      worker: kind-up runs it before anything is deployed);
-#   2. routes every other node's podCIDR via that node's InternalIP (the nodes share one Docker
-#      network, so the next hop is always directly reachable).
+#   2. routes every other node's podCIDR via that node container's address on the kind network,
+#      as Docker has it now (the nodes share that network, so the next hop is directly
+#      reachable; the Node's InternalIP can lag behind a restarted node's new address).
 # A single-node cluster needs neither and is left alone.
 set -euo pipefail
 SCRIPT_NAME=kind-network
@@ -18,21 +19,26 @@ SCRIPT_NAME=kind-network
 
 CNI_CONF=/etc/cni/net.d/10-pnsflow-bridge.conflist
 BAKED_SUBNET=10.244.0.0/24
+# kind's Docker network (KIND_EXPERIMENTAL_DOCKER_NETWORK changes it, as for kind itself).
+KIND_NETWORK="${KIND_EXPERIMENTAL_DOCKER_NETWORK:-kind}"
 
 use_docker_client
 KUBECTL_BIN="$(kubectl_bin)"
 k() { "${KUBECTL_BIN}" --context "kind-${KIND_CLUSTER_NAME}" "$@"; }
 
-# nodes prints "name podCIDR internalIP" for every node, waiting until each has a podCIDR.
+# nodes prints "name podCIDR address" for every node, waiting until each has a podCIDR; the
+# address is the node container's on the kind network (kind names containers as their nodes).
 nodes() {
-  local deadline=$((SECONDS + 120)) out
+  local deadline=$((SECONDS + 120)) out name cidr
   while :; do
-    out="$(k get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')"
-    if ! awk 'NF != 3 { bad = 1 } END { exit !bad }' <<<"$out"; then
-      echo "$out"
+    out="$(k get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.spec.podCIDR}{"\n"}{end}')"
+    if ! awk 'NF != 2 { bad = 1 } END { exit !bad }' <<<"$out"; then
+      while read -r name cidr; do
+        echo "${name} ${cidr} $(docker inspect -f "{{(index .NetworkSettings.Networks \"${KIND_NETWORK}\").IPAddress}}" "$name")"
+      done <<<"$out"
       return 0
     fi
-    [ "$SECONDS" -lt "$deadline" ] || die "nodes without a podCIDR or address after 120s: ${out}"
+    [ "$SECONDS" -lt "$deadline" ] || die "nodes without a podCIDR after 120s: ${out}"
     sleep 2
   done
 }
