@@ -31,6 +31,9 @@ type Follower struct {
 	Retries int
 	// Backoff is the wait before a reconnection; zero means a second.
 	Backoff time.Duration
+	// Resuming, when set, is told before each reconnection why the follow ended: its error, or
+	// nil when it ended cleanly while the container runs.
+	Resuming func(cause error)
 }
 
 var (
@@ -81,6 +84,9 @@ func (f *Follower) Copy(ctx, read context.Context, w io.Writer) error {
 			log.Info("Following the log broke; resuming", "error", err.Error(), "after", string(last.raw))
 		default:
 			log.Info("The log ended while its container runs; resuming", "after", string(last.raw))
+		}
+		if f.Resuming != nil {
+			f.Resuming(err)
 		}
 		select {
 		case <-read.Done():

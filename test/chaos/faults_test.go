@@ -231,6 +231,8 @@ func apiServerKilled() {
 	stdout, stderr, err := followed.wait(6 * time.Minute)
 	Expect(err).NotTo(HaveOccurred(), "kubectl pnsflow logs -f: %s", stderr)
 	expectCounted(stdout)
+	Expect(stderr).To(ContainSubstring("resuming after the last line printed"), "the follow broke with the API server and was resumed")
+	AddReportEntry("kubectl pnsflow logs -f across the kill", stderr)
 }
 
 func managerDeleted() {

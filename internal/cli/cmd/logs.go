@@ -155,7 +155,7 @@ func (a *app) awaitStart(ctx context.Context, sr *v1alpha1.StepRun) (*v1alpha1.S
 // readLog writes sr's log with prefix; a Pod that is gone is said on notes, and the archived
 // log, else the log tail the executor kept, is written instead.
 func (a *app) readLog(ctx context.Context, sr *v1alpha1.StepRun, o podlogs.Options, out, notes *podlogs.Writer, prefix, step string) error {
-	rc, err := a.openLog(ctx, sr.Namespace, podlogs.PodName(sr), o)
+	rc, err := a.openLog(ctx, sr.Namespace, podlogs.PodName(sr), o, func(s string) { _ = notes.Line(prefix, step, s) })
 	switch {
 	case podlogs.IsGone(err):
 		fresh := &v1alpha1.StepRun{}
@@ -179,10 +179,11 @@ func (a *app) readLog(ctx context.Context, sr *v1alpha1.StepRun, o podlogs.Optio
 	return podlogs.Copy(rc, out, prefix, step)
 }
 
-// openLog opens main's log; a follow resumes where the API server or kubelet cut it.
-func (a *app) openLog(ctx context.Context, namespace, pod string, o podlogs.Options) (io.ReadCloser, error) {
+// openLog opens main's log; a follow resumes where the API server or kubelet cut it, and says
+// so through note.
+func (a *app) openLog(ctx context.Context, namespace, pod string, o podlogs.Options, note func(string)) (io.ReadCloser, error) {
 	if o.Follow {
-		return podlogs.Follow(ctx, a.logs, namespace, pod, o.TailLines)
+		return podlogs.Follow(ctx, a.logs, namespace, pod, o.TailLines, note)
 	}
 	return a.logs.Open(ctx, namespace, pod, o)
 }

@@ -187,7 +187,7 @@ func (a *app) followRun(ctx context.Context, sr *v1alpha1.StepRun, rm bool) (*v1
 
 // streamLog follows main's log from its start until main exits.
 func (a *app) streamLog(ctx context.Context, sr *v1alpha1.StepRun, pod string, out *podlogs.Writer) error {
-	rc, err := a.openLog(ctx, sr.Namespace, pod, podlogs.Options{Follow: true})
+	rc, err := a.openLog(ctx, sr.Namespace, pod, podlogs.Options{Follow: true}, func(s string) { a.notef("%s", s) })
 	if err != nil {
 		return &logNotOpened{err}
 	}

@@ -22,15 +22,24 @@ var errMainRuns = errors.New("main is still running")
 
 // Follow opens main's log and follows it until main has ended. A follow that the API server or
 // the kubelet cuts while main runs (a restart, a timeout, a proxy) is resumed from the last
-// line's timestamp, so no line is lost or printed twice. Opening fails as Source.Open does; a
-// Pod deleted while it is followed ends the log there.
-func Follow(ctx context.Context, src Source, namespace, pod string, tail *int64) (io.ReadCloser, error) {
+// line's timestamp, so no line is lost or printed twice; note, when set, is told each time.
+// Opening fails as Source.Open does; a Pod deleted while it is followed ends the log there.
+func Follow(ctx context.Context, src Source, namespace, pod string, tail *int64, note func(string)) (io.ReadCloser, error) {
 	first, err := src.Open(ctx, namespace, pod, Options{Follow: true, Timestamps: true, TailLines: tail})
 	if err != nil {
 		return nil, err
 	}
 	o := &resumer{src: src, namespace: namespace, pod: pod, tail: tail, first: first}
-	f := logfollow.Follower{Logs: o, Retries: followRetries, Terminated: func(ctx context.Context) error {
+	f := logfollow.Follower{Logs: o, Retries: followRetries, Resuming: func(cause error) {
+		if note == nil {
+			return
+		}
+		why := "ended while main runs"
+		if cause != nil {
+			why = "broke: " + cause.Error()
+		}
+		note(fmt.Sprintf("following the log of pod %s %s; resuming after the last line printed", pod, why))
+	}, Terminated: func(ctx context.Context) error {
 		ended, err := src.MainEnded(ctx, namespace, pod)
 		switch {
 		case err != nil:

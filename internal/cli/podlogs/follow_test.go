@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -42,9 +43,13 @@ func (s *scriptedSource) MainEnded(context.Context, string, string) (bool, error
 	return len(s.opened) >= s.endedAfter || s.gone, nil
 }
 
-func readFollow(t *testing.T, src Source, tail *int64) (string, error) {
+func readFollow(t *testing.T, src Source, tail *int64, notes ...*[]string) (string, error) {
 	t.Helper()
-	rc, err := Follow(context.Background(), src, "ns", "s-pod", tail)
+	var note func(string)
+	if len(notes) > 0 {
+		note = func(s string) { *notes[0] = append(*notes[0], s) }
+	}
+	rc, err := Follow(context.Background(), src, "ns", "s-pod", tail, note)
 	if err != nil {
 		return "", err
 	}
@@ -63,12 +68,21 @@ func TestFollowResumesACutFollowWithoutLosingOrRepeatingALine(t *testing.T) {
 		// Main has ended: one more read takes the lines the runtime wrote last.
 		{Text: Line(2100, "five") + Line(2200, "six")},
 	}}
-	got, err := readFollow(t, src, nil)
+	var notes []string
+	got, err := readFollow(t, src, nil, &notes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := "one\ntwo\nthree\nfour\nfive\nsix\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+	// Said for the two resumptions, not for the read after main's end.
+	wantNotes := []string{
+		"following the log of pod s-pod broke: unexpected EOF; resuming after the last line printed",
+		"following the log of pod s-pod ended while main runs; resuming after the last line printed",
+	}
+	if !slices.Equal(notes, wantNotes) {
+		t.Errorf("notes %q, want %q", notes, wantNotes)
 	}
 	if len(src.opened) != 4 {
 		t.Fatalf("opened %d follows, want 4: %+v", len(src.opened), src.opened)
@@ -113,7 +127,7 @@ func TestFollowAsksTheTailOnlyUntilALineIsRead(t *testing.T) {
 
 func TestFollowEndsWhereThePodWasDeleted(t *testing.T) {
 	src := &scriptedSource{endedAfter: 100, follows: []Stream{{Text: Line(0, "one"), Err: errors.New("stream closed")}}}
-	rc, err := Follow(context.Background(), src, "ns", "s-pod", nil)
+	rc, err := Follow(context.Background(), src, "ns", "s-pod", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
