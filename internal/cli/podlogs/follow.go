@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -31,7 +32,8 @@ func Follow(ctx context.Context, src Source, namespace, pod string, tail *int64,
 	}
 	o := &resumer{src: src, namespace: namespace, pod: pod, tail: tail, first: first}
 	f := logfollow.Follower{Logs: o, Retries: followRetries, Resuming: func(cause error) {
-		if note == nil {
+		// Said once per break: the reconnections that fail while the API server is down are not.
+		if note == nil || o.broken.Swap(true) {
 			return
 		}
 		why := "ended while main runs"
@@ -67,6 +69,8 @@ type resumer struct {
 	tail           *int64
 	mu             sync.Mutex
 	first          io.ReadCloser
+	// broken: the log is being reconnected, and that was said.
+	broken atomic.Bool
 }
 
 func (r *resumer) Follow(ctx context.Context, since *metav1.Time) (io.ReadCloser, error) {
@@ -84,6 +88,9 @@ func (r *resumer) Follow(ctx context.Context, since *metav1.Time) (io.ReadCloser
 	rc, err := r.src.Open(ctx, r.namespace, r.pod, o)
 	if IsGone(err) {
 		return io.NopCloser(strings.NewReader("")), nil
+	}
+	if err == nil {
+		r.broken.Store(false)
 	}
 	return rc, err
 }

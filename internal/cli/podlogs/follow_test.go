@@ -34,8 +34,14 @@ func (s *scriptedSource) Open(_ context.Context, _, pod string, o Options) (io.R
 	}
 	st := s.follows[0]
 	s.follows = s.follows[1:]
+	if errors.Is(st.Err, errRefused) {
+		return nil, st.Err
+	}
 	return st.Open(), nil
 }
+
+// errRefused: a follow that cannot even be opened (the API server is down).
+var errRefused = errors.New("connection refused")
 
 func (s *scriptedSource) MainEnded(context.Context, string, string) (bool, error) {
 	s.mu.Lock()
@@ -59,8 +65,11 @@ func readFollow(t *testing.T, src Source, tail *int64, notes ...*[]string) (stri
 }
 
 func TestFollowResumesACutFollowWithoutLosingOrRepeatingALine(t *testing.T) {
-	src := &scriptedSource{endedAfter: 3, follows: []Stream{
+	src := &scriptedSource{endedAfter: 5, follows: []Stream{
 		{Text: Line(0, "one") + Line(1, "two") + At(1).Format(time.RFC3339Nano) + " thr", Err: errors.New("unexpected EOF")},
+		// The API server is down a while: the reconnections fail.
+		{Err: errRefused},
+		{Err: errRefused},
 		// Resumed from the second of "two": the kubelet sends that second again.
 		{Text: Line(0, "one") + Line(1, "two") + Line(1, "three") + Line(1500, "four")},
 		// Cut cleanly while main runs (an API server's timeout).
@@ -76,7 +85,8 @@ func TestFollowResumesACutFollowWithoutLosingOrRepeatingALine(t *testing.T) {
 	if want := "one\ntwo\nthree\nfour\nfive\nsix\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	// Said for the two resumptions, not for the read after main's end.
+	// Said once for each break (not for each failed reconnection), not for the read after main's
+	// end.
 	wantNotes := []string{
 		"following the log of pod s-pod broke: unexpected EOF; resuming after the last line printed",
 		"following the log of pod s-pod ended while main runs; resuming after the last line printed",
@@ -84,8 +94,8 @@ func TestFollowResumesACutFollowWithoutLosingOrRepeatingALine(t *testing.T) {
 	if !slices.Equal(notes, wantNotes) {
 		t.Errorf("notes %q, want %q", notes, wantNotes)
 	}
-	if len(src.opened) != 4 {
-		t.Fatalf("opened %d follows, want 4: %+v", len(src.opened), src.opened)
+	if len(src.opened) != 6 {
+		t.Fatalf("opened %d follows, want 6: %+v", len(src.opened), src.opened)
 	}
 	for i, o := range src.opened {
 		if !o.Follow || !o.Timestamps {
@@ -95,7 +105,7 @@ func TestFollowResumesACutFollowWithoutLosingOrRepeatingALine(t *testing.T) {
 	if src.opened[0].SinceTime != nil {
 		t.Errorf("the first follow asked since %v, want the log's start", src.opened[0].SinceTime)
 	}
-	for i, ms := range map[int]int{1: 1, 2: 1500, 3: 2100} {
+	for i, ms := range map[int]int{1: 1, 2: 1, 3: 1, 4: 1500, 5: 2100} {
 		if since := src.opened[i].SinceTime; since == nil || !since.Time.Equal(At(ms)) {
 			t.Errorf("follow %d asked since %v, want the last line's time %v", i, since, At(ms))
 		}
