@@ -31,12 +31,13 @@ func expectRepositoryReachableFrom(node string) {
 	svc := &corev1.Service{}
 	ExpectWithOffset(1, k8s.Get(ctx, repositoryService, svc)).To(Succeed())
 	target := fmt.Sprintf("%s %d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
-	ns := newNamespace("netcheck", nil)
+	// In default, not a namespace of the case's: a restart can run in a cleanup, where no
+	// further cleanup may be deferred; each Pod is deleted once it has ended.
 	attempt := 0
 	EventuallyWithOffset(1, func() error {
 		attempt++
 		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("connect-%d", attempt)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceDefault, GenerateName: "e2e-connect-"},
 			Spec: corev1.PodSpec{
 				NodeName:      node,
 				RestartPolicy: corev1.RestartPolicyNever,
@@ -49,6 +50,7 @@ func expectRepositoryReachableFrom(node string) {
 		if err := k8s.Create(ctx, pod); err != nil {
 			return err
 		}
+		defer func() { _ = k8s.Delete(context.Background(), pod) }()
 		done := &corev1.Pod{}
 		if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 			return k8s.Get(ctx, key(pod), done) == nil &&
