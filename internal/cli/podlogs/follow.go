@@ -23,7 +23,7 @@ var errMainRuns = errors.New("main is still running")
 
 // Follow opens main's log and follows it until main has ended. A follow that the API server or
 // the kubelet cuts while main runs (a restart, a timeout, a proxy) is resumed from the last
-// line's timestamp, so no line is lost or printed twice; note, when set, is told each time.
+// line's timestamp, so no line is lost or printed twice; note, when set, is told once per break.
 // Opening fails as Source.Open does; a Pod deleted while it is followed ends the log there.
 func Follow(ctx context.Context, src Source, namespace, pod string, tail *int64, note func(string)) (io.ReadCloser, error) {
 	first, err := src.Open(ctx, namespace, pod, Options{Follow: true, Timestamps: true, TailLines: tail})
