@@ -63,30 +63,28 @@ func MainStateOf(pod *corev1.Pod) MainState {
 	if ex := executorconfig.ExecutorStatus(pod); ex != nil {
 		st.ExecutorRestarts = ex.RestartCount
 	}
-	for i := range pod.Status.ContainerStatuses {
-		cs := &pod.Status.ContainerStatuses[i]
-		if cs.Name != executorconfig.MainContainer {
-			continue
+	cs := executorconfig.MainStatus(pod)
+	if cs == nil {
+		return st
+	}
+	if r := cs.State.Running; r != nil {
+		st.Running = &Running{StartedAt: r.StartedAt.Time}
+	}
+	if t := cs.State.Terminated; t != nil {
+		term := &Termination{
+			ExitCode:   t.ExitCode,
+			Reason:     t.Reason,
+			Message:    t.Message,
+			StartedAt:  t.StartedAt.Time,
+			FinishedAt: t.FinishedAt.Time,
+			PodReason:  pod.Status.Reason,
+			PodMessage: pod.Status.Message,
+			Pod:        st.Pod,
 		}
-		if r := cs.State.Running; r != nil {
-			st.Running = &Running{StartedAt: r.StartedAt.Time}
+		if d := pod.Spec.ActiveDeadlineSeconds; d != nil && pod.Status.StartTime != nil {
+			term.DeadlineAt = pod.Status.StartTime.Add(time.Duration(*d) * time.Second)
 		}
-		if t := cs.State.Terminated; t != nil {
-			term := &Termination{
-				ExitCode:   t.ExitCode,
-				Reason:     t.Reason,
-				Message:    t.Message,
-				StartedAt:  t.StartedAt.Time,
-				FinishedAt: t.FinishedAt.Time,
-				PodReason:  pod.Status.Reason,
-				PodMessage: pod.Status.Message,
-				Pod:        st.Pod,
-			}
-			if d := pod.Spec.ActiveDeadlineSeconds; d != nil && pod.Status.StartTime != nil {
-				term.DeadlineAt = pod.Status.StartTime.Add(time.Duration(*d) * time.Second)
-			}
-			st.Terminated = term
-		}
+		st.Terminated = term
 	}
 	return st
 }

@@ -151,6 +151,16 @@ func Decode(s string) (Config, error) {
 	return c, nil
 }
 
+// MainStatus is main's container status in pod, nil when the kubelet has not reported it.
+func MainStatus(pod *corev1.Pod) *corev1.ContainerStatus {
+	for i := range pod.Status.ContainerStatuses {
+		if pod.Status.ContainerStatuses[i].Name == MainContainer {
+			return &pod.Status.ContainerStatuses[i]
+		}
+	}
+	return nil
+}
+
 // ExecutorStatus is the executor's container status in pod, nil when the kubelet has not
 // reported it: a native sidecar is listed with the init containers; Pods made by an older
 // manager list it with the containers.

@@ -20,10 +20,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/pnsflow/pnsflow/api/v1alpha1"
+	"github.com/pnsflow/pnsflow/internal/executorconfig"
 )
 
 // MainContainer is the name of the user's container in a StepRun's Pod.
-const MainContainer = "main"
+const MainContainer = executorconfig.MainContainer
 
 // Options select what part of a log to read, and how.
 type Options struct {
@@ -65,12 +66,8 @@ func (k Kube) MainEnded(ctx context.Context, namespace, pod string) (bool, error
 	case err != nil:
 		return false, fmt.Errorf("reading pod %s: %w", pod, err)
 	}
-	for _, cs := range p.Status.ContainerStatuses {
-		if cs.Name == MainContainer {
-			return cs.State.Terminated != nil, nil
-		}
-	}
-	return false, nil
+	main := executorconfig.MainStatus(p)
+	return main != nil && main.State.Terminated != nil, nil
 }
 
 // Archive opens an artifact a StepRun's executor stored in its artifact repository.

@@ -84,7 +84,7 @@ func Decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Ou
 }
 
 func decide(sr *v1alpha1.StepRun, pod *corev1.Pod, now time.Time, p Policy) (*Outcome, time.Duration) {
-	main := containerStatus(pod, executorconfig.MainContainer)
+	main := executorconfig.MainStatus(pod)
 	executor := executorconfig.ExecutorStatus(pod)
 	mainDone := terminated(main)
 	executorDone := terminated(executor)
@@ -197,7 +197,7 @@ func mainNeverStarted(sr *v1alpha1.StepRun, pod *corev1.Pod) bool {
 		meta.IsStatusConditionTrue(sr.Status.Conditions, v1alpha1.ConditionMainStarted) {
 		return false
 	}
-	return !mainStarted(containerStatus(pod, executorconfig.MainContainer))
+	return !mainStarted(executorconfig.MainStatus(pod))
 }
 
 // ExitCodeMismatch reports kubelet's exit code for main when it differs from the executor's.
@@ -205,7 +205,7 @@ func ExitCodeMismatch(sr *v1alpha1.StepRun, pod *corev1.Pod) (int32, bool) {
 	if pod == nil || sr.Status.ExitCode == nil {
 		return 0, false
 	}
-	main := containerStatus(pod, executorconfig.MainContainer)
+	main := executorconfig.MainStatus(pod)
 	if !terminated(main) {
 		return 0, false
 	}
@@ -364,15 +364,6 @@ func allStatuses(pod *corev1.Pod) []*corev1.ContainerStatus {
 		out = append(out, &pod.Status.ContainerStatuses[i])
 	}
 	return out
-}
-
-func containerStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {
-	for i := range pod.Status.ContainerStatuses {
-		if pod.Status.ContainerStatuses[i].Name == name {
-			return &pod.Status.ContainerStatuses[i]
-		}
-	}
-	return nil
 }
 
 func terminated(cs *corev1.ContainerStatus) bool {
