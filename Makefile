@@ -88,9 +88,9 @@ fuzz: ## Run each fuzz target (Pod builder, templates, when, output paths) for F
 
 .PHONY: build
 build: manifests generate fmt vet ## Build the manager, pns-executor and kubectl-pnsflow binaries into bin/.
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/manager ./cmd/manager
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/pns-executor ./cmd/pns-executor
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/kubectl-pnsflow ./cmd/kubectl-pnsflow
+	CGO_ENABLED=0 go build -ldflags "-s -w" -o $(LOCALBIN)/manager ./cmd/manager
+	CGO_ENABLED=0 go build -ldflags "-s -w" -o $(LOCALBIN)/pns-executor ./cmd/pns-executor
+	CGO_ENABLED=0 go build -ldflags "-s -w" -o $(LOCALBIN)/kubectl-pnsflow ./cmd/kubectl-pnsflow
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager against the cluster in KUBECONFIG.
